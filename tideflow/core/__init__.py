@@ -1,0 +1,1 @@
+"""Shared pieces every Tideflow component may import: resource models, names, labels and helpers."""

@@ -72,7 +72,7 @@ e2e-kind: install ## End-to-end tests on a kind cluster (skipped with a reason w
 
 .PHONY: up
 up: install ## Start the sandbox cluster (API emulator and pod runner) in the background.
-	$(PY) -m tideflow.sandbox up --state-dir $(SANDBOX)
+	$(PY) -m tideflow.sandbox up --state-dir $(SANDBOX) --crds crds
 
 .PHONY: down
 down: ## Stop everything `make up` started.

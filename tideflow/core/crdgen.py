@@ -288,11 +288,29 @@ def crd_schema(crd: Mapping[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# Plain scalars that YAML 1.1 (Go's yaml.v2, which kubectl uses) reads as booleans but PyYAML does not.
+YAML11_BOOLEANS = frozenset(
+    {"y", "Y", "n", "N", "yes", "Yes", "YES", "no", "No", "NO", "on", "On", "ON", "off", "Off", "OFF"}
+)
+
+
 class _Dumper(yaml.SafeDumper):
-    """YAML without anchors and aliases, so that every schema node reads on its own."""
+    """YAML without anchors and aliases, so that every schema node reads on its own.
+
+    Strings that YAML 1.1 reads as booleans are quoted: kubectl would otherwise turn the property
+    ``y`` (a node's position) into the key ``true``.
+    """
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "'" if value in YAML11_BOOLEANS else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
 
 
 def render_crd(crd: Mapping[str, Any]) -> str:

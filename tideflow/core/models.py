@@ -815,6 +815,11 @@ class WorkflowStatus(KubeModel):
     stopped_reason: str | None = Field(
         default=None, max_length=1024, description="Why the runtime is stopped, when it is."
     )
+    next_transition_at: Timestamp | None = Field(
+        default=None,
+        description="When the lifecycle policy will next start or stop the runtime on its own "
+        "(a scheduled window opening or closing, an idle timeout running out).",
+    )
     errors: list[ValidationIssue] | None = Field(
         default=None,
         max_length=MAX_STATUS_ISSUES,

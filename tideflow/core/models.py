@@ -217,8 +217,8 @@ class Node(KubeModel):
     )
     pass_through_values: dict[str, Any] = Field(
         default_factory=dict,
-        description=f"{FREE_FORM} values copied unchanged into the node's output, next to what the component "
-        "returns.",
+        description=f"{FREE_FORM} literal values merged into the node's input (after the upstream outputs, "
+        "before inputMappings, which win on the same key).",
     )
     timeout_seconds: StrictInt | None = Field(
         default=None,

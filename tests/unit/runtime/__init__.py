@@ -1,0 +1,1 @@
+"""Unit tests of the workflow engine, its node executors and the SSRF guard."""

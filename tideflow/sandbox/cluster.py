@@ -208,28 +208,42 @@ def status(state_dir: Path) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from tideflow.sandbox import stack
+
     parser = argparse.ArgumentParser(prog="python -m tideflow.sandbox", description=__doc__)
     parser.add_argument("command", choices=["serve", "up", "down", "status"])
     parser.add_argument("--state-dir", type=Path, default=Path(".sandbox"))
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--history", type=int, default=50_000, help="watch events kept for resuming")
     parser.add_argument("--crds", type=Path, help="with up: install the CRDs in this directory")
+    parser.add_argument("--no-operator", action="store_true", help="with up: start the cluster only")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
         format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":%(message)r}',
     )
+    state_dir = args.state_dir.resolve()
     if args.command == "serve":
-        asyncio.run(serve(args.state_dir, port=args.port, history_limit=args.history))
+        asyncio.run(serve(state_dir, port=args.port, history_limit=args.history))
     elif args.command == "up":
-        kubeconfig = up(args.state_dir, port=args.port)
-        print(f"Sandbox cluster is up. kubeconfig: {kubeconfig}")
+        kubeconfig = up(state_dir, port=args.port)
+        print(f"Sandbox cluster is up. kubeconfig: {kubeconfig}", flush=True)
         if args.crds:
             for name in install_manifests(kubeconfig, args.crds):
-                print(f"  installed CRD {name}")
+                print(f"  installed CRD {name}", flush=True)
+        if not args.no_operator:
+            operator = stack.operator(state_dir)
+            pid = stack.start(state_dir, operator)
+            print(
+                f"Operator is up (pid {pid}); log: {state_dir / 'operator.log'}; "
+                "metrics: http://127.0.0.1:9090/metrics",
+                flush=True,
+            )
         print(f"  export KUBECONFIG={kubeconfig}")
     elif args.command == "down":
-        print("Sandbox stopped." if down(args.state_dir) else "Sandbox was not running.")
+        stopped = stack.stop(state_dir, "operator")
+        stopped = down(state_dir) or stopped
+        print("Stopped the sandbox and the operator." if stopped else "Nothing was running.")
     else:
-        print(json.dumps(status(args.state_dir)))
+        print(json.dumps({**status(state_dir), "operator": stack.running(state_dir, "operator")}))
     return 0

@@ -1,0 +1,1 @@
+"""The Tideflow operator: kopf handlers (``main``) over pure builders, lifecycle and planning logic."""

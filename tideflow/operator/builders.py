@@ -10,6 +10,7 @@ changed definition rolls the runtime.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
@@ -127,10 +128,12 @@ def service(workflow: JSON, settings: OperatorSettings) -> JSON:
 
 
 def _resources(runtime: RuntimeSpec | None) -> JSON:
-    if runtime is None or runtime.resources is None:
-        return DEFAULT_RESOURCES
-    resources = runtime.resources.to_dict()
-    return resources or DEFAULT_RESOURCES
+    """The container's resources: the Workflow's, or the defaults when it sets none."""
+    if runtime is not None and runtime.resources is not None:
+        resources = {k: v for k, v in runtime.resources.to_dict().items() if v}
+        if resources:
+            return resources
+    return copy.deepcopy(DEFAULT_RESOURCES)
 
 
 def deployment(workflow: JSON, spec: WorkflowSpec, settings: OperatorSettings, replicas: int) -> JSON:

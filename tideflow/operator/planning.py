@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tideflow.core import names
+from tideflow.core.catalog import format_field_path
 from tideflow.core.clock import format_time, parse_time
 from tideflow.core.models import MAX_STATUS_ISSUES, DeploymentStatus, ValidationIssue, WorkflowSpec
 from tideflow.core.validation import validate_workflow
@@ -76,7 +77,7 @@ def parse_spec(workflow: JSON) -> tuple[WorkflowSpec | None, list[ValidationIssu
     except ValidationError as exc:
         issues = [
             ValidationIssue(
-                path=_truncate("spec." + ".".join(str(p) for p in error["loc"]), 512),
+                path=_truncate(format_field_path("spec", error["loc"]), 512),
                 message=_truncate(error["msg"], 1024),
             )
             for error in exc.errors()[:MAX_STATUS_ISSUES]
@@ -84,6 +85,32 @@ def parse_spec(workflow: JSON) -> tuple[WorkflowSpec | None, list[ValidationIssu
         return None, issues, []
     result = validate_workflow(spec)
     return spec, result.errors, result.warnings
+
+
+def _started_at(running: JSON | None, now: dt.datetime) -> dt.datetime | None:
+    """When the runtime was last started by its policy: the activity baseline of idle-shutdown.
+
+    First visit, or an explicit start after an explicit stop: now. Running: when it started.
+    Stopped by the policy itself: never (it stays stopped until demand arrives).
+    """
+    if running is None or running.get("reason") == lifecycle.STOPPED_BY_USER:
+        return now
+    if running.get("status") == "True":
+        return _time(running.get("lastTransitionTime"))
+    return None
+
+
+def _rolled_out(deployment: JSON, wanted: int) -> bool:
+    """Like ``kubectl rollout status``: the controller saw the latest spec, and only new pods run."""
+    status = deployment.get("status") or {}
+    generation = int((deployment.get("metadata") or {}).get("generation") or 0)
+    return (
+        wanted > 0
+        and int(status.get("observedGeneration") or 0) >= generation
+        and int(status.get("updatedReplicas") or 0) >= wanted
+        and int(status.get("replicas") or 0) <= int(status.get("updatedReplicas") or 0)  # no old pods left
+        and int(status.get("readyReplicas") or 0) >= wanted
+    )
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -195,19 +222,14 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
         deployment_status = DeploymentStatus.FAILED
     else:
         running_condition = condition(old, CONDITION_RUNNING)
-        started_at = (
-            _time(running_condition.get("lastTransitionTime"))
-            if running_condition and running_condition.get("status") == "True"
-            else None
-        )
-        typed = spec if spec is not None else None
-        if typed is not None:
+        started_at = _started_at(running_condition, now)
+        if spec is not None and valid:
             decision = lifecycle.decide(
-                typed.lifecycle,
-                typed.replicas,
+                spec.lifecycle,
+                spec.replicas,
                 lifecycle.Observed(
                     last_activity_at=_time(old.get("lastActivityAt")),
-                    started_at=started_at or now,
+                    started_at=started_at,
                     pending_runs=observed.pending_runs,
                     running_runs=observed.running_runs,
                 ),
@@ -215,11 +237,11 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
             )
             replicas_wanted = decision.replicas
             result.children = [
-                builders.config_map(workflow, typed),
+                builders.config_map(workflow, spec),
                 builders.service(workflow, settings),
-                builders.deployment(workflow, typed, settings, replicas_wanted),
+                builders.deployment(workflow, spec, settings, replicas_wanted),
             ]
-        else:  # invalid, but a runtime with the last valid definition exists: only the replicas follow
+        else:  # invalid, but a runtime with the last valid definition exists: it is left as it is
             replicas_wanted = int((observed.deployment or {}).get("spec", {}).get("replicas", 0))
         reason = "Deployed" if valid else "LastValidDefinition"
         text = (
@@ -243,10 +265,12 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
     dep_status = (observed.deployment or {}).get("status") or {}
     ready = int(dep_status.get("readyReplicas") or 0)
     current = int(dep_status.get("replicas") or 0)
-    if deployment_status == DeploymentStatus.STARTING and ready >= replicas_wanted > 0 and has_runtime:
-        updated = int(dep_status.get("updatedReplicas") or 0)
-        if updated >= replicas_wanted:
-            deployment_status = DeploymentStatus.RUNNING
+    if (
+        deployment_status == DeploymentStatus.STARTING
+        and has_runtime
+        and _rolled_out(observed.deployment or {}, replicas_wanted)
+    ):
+        deployment_status = DeploymentStatus.RUNNING
     is_ready = deployment_status == DeploymentStatus.RUNNING
     ready_reason = {
         DeploymentStatus.RUNNING: "RuntimeReady",

@@ -15,7 +15,7 @@ from pathlib import Path
 class Handler(http.server.BaseHTTPRequestHandler):
     """Answers the probes and the definition."""
 
-    def do_GET(self) -> None:  # noqa: N802  (the http.server API)
+    def do_GET(self) -> None:
         if self.path in ("/healthz", "/readyz"):
             body = b"ok"
         elif self.path == "/definition":
@@ -28,14 +28,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002  (the http.server API)
+    def log_message(self, format: str, *args: object) -> None:
         return
 
 
 def main() -> None:
     address = (os.environ.get("POD_IP", "127.0.0.1"), int(os.environ.get("TIDEFLOW_PORT", "8080")))
-    print(json.dumps({"listening": f"{address[0]}:{address[1]}", "workflow": os.environ.get("TIDEFLOW_WORKFLOW")}),
-          flush=True)
+    print(
+        json.dumps(
+            {"listening": f"{address[0]}:{address[1]}", "workflow": os.environ.get("TIDEFLOW_WORKFLOW")}
+        ),
+        flush=True,
+    )
     http.server.ThreadingHTTPServer(address, Handler).serve_forever()
 
 

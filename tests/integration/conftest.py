@@ -108,11 +108,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 @pytest.fixture(scope="session")
 def api_client(sandbox: Sandbox) -> Iterator[kubernetes.client.ApiClient]:
     """The official Kubernetes client, configured from the sandbox's kubeconfig."""
-    client = kubernetes.config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(sandbox.kubeconfig)
+    )
     try:
         yield client
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
@@ -120,7 +122,7 @@ def namespace(api_client: kubernetes.client.ApiClient) -> Iterator[str]:
     """A fresh namespace for one test, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     core = kubernetes.client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name}})
+    core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
     yield name
     core.delete_namespace(name)
 

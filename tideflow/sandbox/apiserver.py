@@ -61,6 +61,7 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _STALE = "the object has been modified; please apply your changes to the latest version and try again"
+_PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 _SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 FOREGROUND = "foregroundDeletion"
 ORPHAN = "orphan"
@@ -214,6 +215,28 @@ class ApiServer:
             if namespace is None or ns == namespace:
                 yield obj
 
+    def _state_at(self, rt: ResourceType, rv: int) -> dict[ObjectKey, JSON]:
+        """The objects of one resource as they were at ``rv``, rebuilt from the watch history."""
+        if rv >= self._rv:
+            return dict(self._objects[rt.key])
+        if rv < self._compacted_rv:
+            raise ApiError.gone(
+                f"The resourceVersion for the provided list is too old (compacted to {self._compacted_rv}); "
+                "start a new list without a continue token or an older resourceVersion."
+            )
+        state = dict(self._objects[rt.key])
+        for event in reversed(self._history):
+            if event.rv <= rv:
+                break
+            if event.key != rt.key:
+                continue
+            key = _object_key(rt, event.obj)
+            if event.type == "ADDED":
+                state.pop(key, None)
+            elif event.old is not None:
+                state[key] = event.old
+        return state
+
     def list_objects(
         self,
         rt: ResourceType,
@@ -223,20 +246,44 @@ class ApiServer:
         field_selector: str | None = None,
         limit: int | None = None,
         continue_token: str | None = None,
+        resource_version: str | None = None,
+        resource_version_match: str | None = None,
     ) -> JSON:
+        """A list, consistent at one resourceVersion across all its pages (as etcd serves it)."""
         labels = parse_label_selector(label_selector)
         fields = parse_field_selector(field_selector, rt.selectable_fields)
         start_after = ""
+        at = self._rv
         if continue_token:
             try:
                 token = json.loads(base64.urlsafe_b64decode(continue_token.encode()))
-                start_after = str(token["start"])
+                start_after, at = str(token["start"]), int(token["rv"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise ApiError.bad_request(f"continue key is not valid: {exc}") from exc
+        elif resource_version not in (None, "", "0"):
+            try:
+                requested = int(str(resource_version))
+            except ValueError as exc:
+                raise ApiError.bad_request(f"invalid resource version: {resource_version!r}") from exc
+            if requested > self._rv:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    f"Too large resource version: {requested}, current: {self._rv}",
+                    {
+                        "causes": [
+                            {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+                        ],
+                        "retryAfterSeconds": 1,
+                    },
+                )
+            if resource_version_match == "Exact":
+                at = requested
+        state = self._state_at(rt, at)
         items: list[JSON] = []
         more = False
         remaining = 0
-        for (ns, name), obj in sorted(self._objects[rt.key].items()):
+        for (ns, name), obj in sorted(state.items()):
             if namespace is not None and rt.namespaced and ns != namespace:
                 continue
             if start_after and f"{ns}/{name}" <= start_after:
@@ -248,12 +295,12 @@ class ApiServer:
                 remaining += 1
                 continue
             items.append(self._served(rt, obj))
-        metadata: JSON = {"resourceVersion": str(self._rv)}
+        metadata: JSON = {"resourceVersion": str(at)}
         if more:
             last = items[-1]["metadata"]
             start = f"{last.get('namespace', '')}/{last['name']}"
             metadata["continue"] = base64.urlsafe_b64encode(
-                json.dumps({"rv": self._rv, "start": start}).encode()
+                json.dumps({"rv": at, "start": start}).encode()
             ).decode()
             if not labels and not fields:  # a real server cannot count ahead through a selector
                 metadata["remainingItemCount"] = remaining
@@ -589,7 +636,7 @@ class ApiServer:
                 )
         warnings = self._admit(rt, obj, current, options)
         meta = obj["metadata"]  # admission may have replaced it (pruning and defaulting copy)
-        if rt.tracks_generation and _spec_of(obj) != _spec_of(current):
+        if rt.tracks_generation and _spec_of(obj, rt) != _spec_of(current, rt):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
         if obj == current:
             return Result(copy.deepcopy(current), warnings)  # a no-op write changes nothing
@@ -609,10 +656,10 @@ class ApiServer:
 
     def _finalize(self, rt: ResourceType, key: ObjectKey, obj: JSON) -> None:
         """Remove an object for good (no finalizers left) and tell the watchers."""
-        self._objects[rt.key].pop(key, None)
+        before = self._objects[rt.key].pop(key, None)
         self._uids.pop(obj["metadata"].get("uid", ""), None)
         self._unindex_owners(rt, obj)
-        self._emit(rt, "DELETED", obj)
+        self._emit(rt, "DELETED", obj, before)
         if rt.plural == "customresourcedefinitions" and rt.group == "apiextensions.k8s.io":
             self._unregister_crd(obj)
 
@@ -676,13 +723,19 @@ class ApiServer:
         obj.update(admitted)
         return warnings
 
+    def _admit__configmaps(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
+        _check_data(obj, ("data", "binaryData"))
+        _check_immutable(rt, obj, old, ("data", "binaryData"))
+
     def _admit__secrets(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
+        _check_data(obj, ("data", "stringData"))
         string_data = obj.pop("stringData", None) or {}
         data = obj.setdefault("data", {}) if string_data or "data" in obj else None
         if data is not None:
             for key, value in string_data.items():
                 data[key] = base64.b64encode(str(value).encode()).decode()
         obj.setdefault("type", "Opaque")
+        _check_immutable(rt, obj, old, ("data",))
 
     def _admit__services(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
         spec = obj.setdefault("spec", {})
@@ -927,7 +980,7 @@ class ApiServer:
                 deleted = copy.deepcopy(obj)
                 deleted["metadata"]["resourceVersion"] = str(self._rv)
                 self._unindex_owners(rt, obj)
-                self._emit(rt, "DELETED", deleted)
+                self._emit(rt, "DELETED", deleted, obj)
 
     # ----------------------------------------------------------------------------------------
     # Scale subresource
@@ -1060,6 +1113,8 @@ class ApiServer:
                 f"{preconditions['resourceVersion']}, ResourceVersion in object meta: "
                 f"{meta['resourceVersion']}",
             )
+        if rt.plural == "namespaces" and not rt.group and name in _PROTECTED_NAMESPACES:
+            raise ApiError.forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted')
         policy = options.get("propagationPolicy")
         if policy is None and options.get("orphanDependents") is not None:
             policy = "Orphan" if options["orphanDependents"] else "Background"
@@ -1145,6 +1200,7 @@ class ApiServer:
         label_selector: str | None,
         field_selector: str | None,
         options: JSON | None = None,
+        dry_run: bool = False,
     ) -> JSON:
         listed = self.list_objects(
             rt, namespace, label_selector=label_selector, field_selector=field_selector
@@ -1152,7 +1208,7 @@ class ApiServer:
         for item in listed["items"]:
             meta = item["metadata"]
             if self.exists(rt, meta.get("namespace"), meta["name"]):
-                self.delete(rt, meta.get("namespace"), meta["name"], options)
+                self.delete(rt, meta.get("namespace"), meta["name"], options, dry_run=dry_run)
         return {**listed, "items": listed["items"]}
 
     def finish_deletion(self, rt: ResourceType, obj: JSON) -> None:
@@ -1194,6 +1250,7 @@ class ApiServer:
         field_selector: str | None = None,
         timeout_seconds: float | None = None,
         bookmarks: bool = False,
+        send_initial_events: bool = False,
     ) -> AsyncGenerator[JSON, None]:
         """Check the request (400 on a bad selector or version) and return its stream of watch events.
 
@@ -1207,6 +1264,24 @@ class ApiServer:
             parse_field_selector(field_selector, rt.selectable_fields),
         )
         since: int | None = None
+        if send_initial_events:
+            # A streaming list (watch-list): the state now, which is "not older than" any version the
+            # client gives, then a bookmark marking the end of the initial events, then changes.
+            if not bookmarks:
+                raise ApiError.invalid(
+                    "",
+                    "ListOptions",
+                    "",
+                    [
+                        _cause(
+                            "allowWatchBookmarks",
+                            "FieldValueForbidden",
+                            "Forbidden: allowWatchBookmarks must be set to true "
+                            "when sendInitialEvents is true",
+                        )
+                    ],
+                )
+            return self._stream(rt, watcher, None, timeout_seconds, bookmarks, initial_events_end=True)
         if resource_version not in (None, "", "0"):
             try:
                 since = int(str(resource_version))
@@ -1221,6 +1296,8 @@ class ApiServer:
         since: int | None,
         timeout_seconds: float | None,
         bookmarks: bool,
+        *,
+        initial_events_end: bool = False,
     ) -> AsyncGenerator[JSON, None]:
         # From here to the registration of the watcher nothing awaits: the backlog and the live
         # events together are exactly the history after ``since`` (or the state now, then changes).
@@ -1240,11 +1317,24 @@ class ApiServer:
                     if translated is not None:
                         backlog.append(translated)
         self._watchers[rt.key].add(watcher)
+        snapshot_rv = self._rv  # the backlog is exactly the state at this version
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (timeout_seconds if timeout_seconds else 1800 * (1 + self._random.random()))
         try:
             for event_type, obj in backlog:
                 yield {"type": event_type, "object": self._served(rt, obj)}
+            if initial_events_end:
+                yield {
+                    "type": "BOOKMARK",
+                    "object": {
+                        "apiVersion": rt.api_version,
+                        "kind": rt.kind,
+                        "metadata": {
+                            "resourceVersion": str(snapshot_rv),
+                            "annotations": {"k8s.io/initial-events-end": "true"},
+                        },
+                    },
+                }
             next_bookmark = loop.time() + self._bookmark_interval
             while True:
                 now = loop.time()
@@ -1287,8 +1377,47 @@ def _object_key(rt: ResourceType, obj: JSON) -> ObjectKey:
     return (meta.get("namespace", "") if rt.namespaced else "", meta["name"])
 
 
-def _spec_of(obj: JSON) -> JSON:
-    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+def _spec_of(obj: JSON, rt: ResourceType) -> JSON:
+    """What moves ``generation``: everything but metadata (and status, when it has a subresource)."""
+    ignored = (
+        ("metadata", "apiVersion", "kind", "status")
+        if rt.status_subresource
+        else ("metadata", "apiVersion", "kind")
+    )
+    return {k: v for k, v in obj.items() if k not in ignored}
+
+
+def _check_data(obj: JSON, fields: tuple[str, ...]) -> None:
+    """ConfigMap and Secret data are maps of strings: anything else fails to decode (400)."""
+    for name in fields:
+        data = obj.get(name)
+        if data is None:
+            continue
+        if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+            kind = obj.get("kind", "object")
+            raise ApiError.bad_request(
+                f'{kind} in version "v1" cannot be handled as a {kind}: '
+                f"json: cannot unmarshal into Go struct field {kind}.{name} of type map[string]string"
+            )
+
+
+def _check_immutable(rt: ResourceType, obj: JSON, old: JSON | None, fields: tuple[str, ...]) -> None:
+    """``immutable: true`` freezes the data and cannot be unset (422 naming the field)."""
+    if old is None or not old.get("immutable"):
+        return
+    causes = [
+        _cause(name, "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set")
+        for name in fields
+        if obj.get(name) != old.get(name)
+    ]
+    if not obj.get("immutable"):
+        causes.append(
+            _cause(
+                "immutable", "FieldValueForbidden", "Forbidden: field is immutable when `immutable` is set"
+            )
+        )
+    if causes:
+        raise ApiError.invalid("", rt.kind, obj["metadata"]["name"], causes)
 
 
 def _cause(path: str, reason: str, message: str) -> dict[str, str]:

@@ -217,6 +217,8 @@ class SandboxHandler(kmock.RawHandler):
                 field_selector=params.get("fieldSelector"),
                 limit=int(params["limit"]) if params.get("limit", "").isdigit() else None,
                 continue_token=params.get("continue"),
+                resource_version=params.get("resourceVersion"),
+                resource_version_match=params.get("resourceVersionMatch"),
             )
             if tables.wants_table(raw.headers.get("Accept", "")):
                 return _json(tables.render_list(rt, listed))
@@ -237,6 +239,7 @@ class SandboxHandler(kmock.RawHandler):
                 label_selector=params.get("labelSelector"),
                 field_selector=params.get("fieldSelector"),
                 options=options,
+                dry_run=params.get("dryRun") == "All",
             )
             return _json(listed)
         raise ApiError.method_not_allowed()
@@ -322,6 +325,7 @@ class SandboxHandler(kmock.RawHandler):
             field_selector=params.get("fieldSelector"),
             timeout_seconds=float(timeout) if timeout else None,
             bookmarks=params.get("allowWatchBookmarks") in ("true", "1"),
+            send_initial_events=params.get("sendInitialEvents") == "true",
         )
         response = aiohttp.web.StreamResponse(status=200)
         response.content_type = "application/json"

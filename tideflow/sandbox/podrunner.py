@@ -2,7 +2,7 @@
 
 What a Pod gets, and how it differs from a real node:
 
-* its own loopback address as ``status.podIP`` (127.100.0.0/16), so several pods can listen on
+* its own loopback address as ``status.podIP`` (a 127.x.0.0/16 block per sandbox), so pods can listen on
   the same container port; a program should bind the address in ``POD_IP`` (a real cluster gives
   the same variable through the downward API, ``fieldRef: status.podIP``);
 * the first container only (init and sidecar containers are not run); the image is ignored and
@@ -28,6 +28,7 @@ import ctypes
 import ipaddress
 import logging
 import os
+import random
 import signal
 import sys
 from pathlib import Path
@@ -50,7 +51,12 @@ def _die_with_parent() -> None:  # pragma: no cover  (runs in the child between 
 
 
 class _PodIps:
-    def __init__(self, network: str = "127.100.0.0/16") -> None:
+    """Pod addresses from a loopback /16 picked at random per sandbox, so two sandboxes on one
+    machine rarely hand out the same address (127.100-249.x.y)."""
+
+    def __init__(self, network: str | None = None) -> None:
+        if network is None:
+            network = f"127.{random.SystemRandom().randrange(100, 250)}.0.0/16"
         self._free = list(ipaddress.IPv4Network(network).hosts())
         self._free.reverse()
         self._used: dict[str, str] = {}
@@ -123,6 +129,9 @@ class PodRunner:
         spec = pod.get("spec") or {}
         if spec.get("nodeName") not in (None, self.node_name):
             return
+        if spec.get("nodeName") is None and not meta.get("deletionTimestamp"):
+            self._bind(pod)  # the scheduler's job: the pod comes back through the watch, bound
+            return
         if meta.get("deletionTimestamp"):
             if uid in self._stopping:
                 self._stopping[uid].set()
@@ -133,6 +142,13 @@ class PodRunner:
             return
         self._stopping[uid] = asyncio.Event()
         self._tasks[uid] = asyncio.create_task(self._run(pod))
+
+    def _bind(self, pod: JSON) -> None:
+        meta = pod["metadata"]
+        with contextlib.suppress(ApiError):
+            current = self.api.get(self._pods, meta["namespace"], meta["name"])
+            current["spec"]["nodeName"] = self.node_name
+            self.api.update(self._pods, meta["namespace"], meta["name"], current)
 
     def _remove(self, pod: JSON) -> None:
         meta = pod["metadata"]
@@ -517,12 +533,15 @@ async def _check(session: aiohttp.ClientSession, probe: JSON, container: JSON, p
     try:
         if "httpGet" in probe:
             get = probe["httpGet"]
-            url = f"http://{pod_ip}:{port_of(get.get('port'))}{get.get('path', '/')}"
+            url = f"http://{get.get('host') or pod_ip}:{port_of(get.get('port'))}{get.get('path', '/')}"
             async with session.get(url) as response:
                 return 200 <= response.status < 400
         if "tcpSocket" in probe:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(pod_ip, port_of(probe["tcpSocket"].get("port"))), timeout=2
+                asyncio.open_connection(
+                    probe["tcpSocket"].get("host") or pod_ip, port_of(probe["tcpSocket"].get("port"))
+                ),
+                timeout=2,
             )
             writer.close()
             return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from tideflow.sandbox.resources import ResourceType
@@ -112,43 +113,114 @@ _AGE = {
 }
 
 
-def _builtin_columns(rt: ResourceType) -> list[JSON]:
-    def col(name: str, path: str, column_type: str = "string") -> JSON:
-        return {
-            "name": name,
-            "type": column_type,
-            "format": "",
-            "description": name,
-            "priority": 0,
-            "jsonPath": path,
-        }
+Cell = Callable[[JSON], Any]
 
-    columns = {
-        ("", "pods"): [
-            col("Ready", ".status.containerStatuses[*].ready"),
-            col("Status", ".status.phase"),
-            col("Restarts", ".status.containerStatuses[0].restartCount", "integer"),
-            col("IP", ".status.podIP"),
-        ],
-        ("apps", "deployments"): [
-            col("Ready", ".status.readyReplicas", "integer"),
-            col("Up-to-date", ".status.updatedReplicas", "integer"),
-            col("Available", ".status.availableReplicas", "integer"),
-        ],
-        ("", "services"): [
-            col("Type", ".spec.type"),
-            col("Cluster-IP", ".spec.clusterIP"),
-            col("Port(s)", ".spec.ports[*].port"),
-        ],
-        ("", "namespaces"): [col("Status", ".status.phase")],
-        ("", "events"): [
-            col("Type", ".type"),
-            col("Reason", ".reason"),
-            col("Object", ".involvedObject.name"),
-            col("Message", ".message"),
-        ],
+
+def _col(name: str, cell: Cell, column_type: str = "string", priority: int = 0) -> JSON:
+    return {
+        "name": name,
+        "type": column_type,
+        "format": "",
+        "description": name,
+        "priority": priority,
+        "cell": cell,
     }
-    return columns.get((rt.group, rt.plural), [])
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for part in path:
+        obj = obj.get(part) if isinstance(obj, dict) else None
+    return obj
+
+
+def _pod_ready(pod: JSON) -> str:
+    statuses = _get(pod, "status", "containerStatuses") or []
+    return f"{sum(1 for c in statuses if c.get('ready'))}/{len(_get(pod, 'spec', 'containers') or [])}"
+
+
+def _pod_status(pod: JSON) -> str:
+    if _get(pod, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    for container in _get(pod, "status", "containerStatuses") or []:
+        reason = _get(container, "state", "waiting", "reason") or _get(
+            container, "state", "terminated", "reason"
+        )
+        if reason:
+            return str(reason)
+    return str(_get(pod, "status", "phase") or "Pending")
+
+
+def _ports(service: JSON) -> str:
+    ports = _get(service, "spec", "ports") or []
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
+
+
+def _selector(labels: Any) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted((labels or {}).items())) or "<none>"
+
+
+_BUILTIN_COLUMNS: dict[tuple[str, str], list[JSON]] = {
+    ("", "pods"): [
+        _col("Ready", _pod_ready),
+        _col("Status", _pod_status),
+        _col(
+            "Restarts",
+            lambda p: sum(c.get("restartCount", 0) for c in _get(p, "status", "containerStatuses") or []),
+            "integer",
+        ),
+        _col("IP", lambda p: _get(p, "status", "podIP") or "<none>", priority=1),
+        _col("Node", lambda p: _get(p, "spec", "nodeName") or "<none>", priority=1),
+        _col("Nominated Node", lambda p: _get(p, "status", "nominatedNodeName") or "<none>", priority=1),
+        _col("Readiness Gates", lambda p: "<none>", priority=1),
+    ],
+    ("apps", "deployments"): [
+        _col(
+            "Ready", lambda d: f"{_get(d, 'status', 'readyReplicas') or 0}/{_get(d, 'spec', 'replicas') or 0}"
+        ),
+        _col("Up-to-date", lambda d: _get(d, "status", "updatedReplicas") or 0, "integer"),
+        _col("Available", lambda d: _get(d, "status", "availableReplicas") or 0, "integer"),
+        _col(
+            "Containers",
+            lambda d: ",".join(c["name"] for c in _get(d, "spec", "template", "spec", "containers") or []),
+            priority=1,
+        ),
+        _col(
+            "Images",
+            lambda d: ",".join(
+                c.get("image", "") for c in _get(d, "spec", "template", "spec", "containers") or []
+            ),
+            priority=1,
+        ),
+        _col("Selector", lambda d: _selector(_get(d, "spec", "selector", "matchLabels")), priority=1),
+    ],
+    ("", "services"): [
+        _col("Type", lambda s: _get(s, "spec", "type") or "ClusterIP"),
+        _col("Cluster-IP", lambda s: _get(s, "spec", "clusterIP") or "<none>"),
+        _col("External-IP", lambda s: ",".join(_get(s, "spec", "externalIPs") or []) or "<none>"),
+        _col("Port(s)", _ports),
+        _col("Selector", lambda s: _selector(_get(s, "spec", "selector")), priority=1),
+    ],
+    ("", "namespaces"): [_col("Status", lambda n: _get(n, "status", "phase") or "Active")],
+    ("", "configmaps"): [
+        _col("Data", lambda c: len(c.get("data") or {}) + len(c.get("binaryData") or {}), "integer")
+    ],
+    ("", "secrets"): [
+        _col("Type", lambda s: s.get("type", "Opaque")),
+        _col("Data", lambda s: len(s.get("data") or {}), "integer"),
+    ],
+    ("", "events"): [
+        _col("Type", lambda e: e.get("type", "")),
+        _col("Reason", lambda e: e.get("reason", "")),
+        _col(
+            "Object",
+            lambda e: (
+                f"{str(_get(e, 'involvedObject', 'kind') or '').lower()}/"
+                f"{_get(e, 'involvedObject', 'name') or ''}"
+            ),
+        ),
+        _col("Message", lambda e: e.get("message", "")),
+    ],
+}
 
 
 def columns_for(rt: ResourceType) -> list[JSON]:
@@ -165,7 +237,9 @@ def columns_for(rt: ResourceType) -> list[JSON]:
             for c in rt.printer_columns
         ]
         return [_NAME, *extra]
-    return [_NAME, *_builtin_columns(rt), _AGE]
+    builtin = _BUILTIN_COLUMNS.get((rt.group, rt.plural), []) if not rt.custom else []
+    wide = [c for c in builtin if c["priority"]]
+    return [_NAME, *[c for c in builtin if not c["priority"]], _AGE, *wide]
 
 
 def render_list(rt: ResourceType, listed: JSON) -> JSON:
@@ -177,6 +251,8 @@ def render_list(rt: ResourceType, listed: JSON) -> JSON:
         for column in columns:
             if column is _NAME:
                 cells.append(item["metadata"]["name"])
+            elif "cell" in column:
+                cells.append(column["cell"](item))
             else:
                 cells.append(_cell(jsonpath(item, column["jsonPath"]), column["type"]))
         rows.append(
@@ -189,7 +265,7 @@ def render_list(rt: ResourceType, listed: JSON) -> JSON:
                 },
             }
         )
-    definitions = [{k: v for k, v in column.items() if k != "jsonPath"} for column in columns]
+    definitions = [{k: v for k, v in column.items() if k not in ("jsonPath", "cell")} for column in columns]
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -41,7 +41,7 @@ def kopf_operator(sandbox: Sandbox, namespace: str) -> Iterator[subprocess.Popen
 def test_kopf_handles_creates_and_updates_and_writes_status(
     kopf_operator: subprocess.Popen[bytes], api_client: kubernetes.client.ApiClient, namespace: str
 ) -> None:
-    custom = kubernetes.client.CustomObjectsApi(api_client)
+    custom: Any = kubernetes.client.CustomObjectsApi(api_client)  # its results are untyped dicts
     core = kubernetes.client.CoreV1Api(api_client)
     args = ("tideflow.io", "v1alpha1", namespace, "workflows")
     custom.create_namespaced_custom_object(
@@ -67,7 +67,7 @@ def test_kopf_handles_creates_and_updates_and_writes_status(
 
     def events() -> list[str]:
         listed = core.list_namespaced_event(namespace, field_selector="involvedObject.name=probe")
-        return [e.message for e in listed.items if e.reason == "Observed"]
+        return [str(e.message) for e in listed.items if e.reason == "Observed"]
 
     assert wait_for(
         lambda: {"generation 1", "generation 2"} <= set(events()), timeout=30, what="kopf's events"

@@ -250,7 +250,7 @@ def workflow_crd() -> dict[str, Any]:
             _column("Deployment", "string", ".status.deploymentStatus", "State of the runtime."),
             _column("Replicas", "integer", ".status.replicas", "Runtime pods running."),
             _column("Schedule", "string", ".spec.schedule.type", "Schedule type."),
-            _column("Next Run", "date", ".status.nextRunAt", "When the schedule fires next."),
+            _column("Next Run", "string", ".status.nextRunAt", "When the schedule fires next (UTC)."),
             _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Runtime ready."),
             _AGE,
         ],

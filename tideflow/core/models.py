@@ -815,6 +815,11 @@ class WorkflowStatus(KubeModel):
     stopped_reason: str | None = Field(
         default=None, max_length=1024, description="Why the runtime is stopped, when it is."
     )
+    schedule_checkpoint: Timestamp | None = Field(
+        default=None,
+        description="Every fire time of the schedule up to this instant has been handled (a run created "
+        "or the skip recorded); the operator resumes from here after a restart or a pause.",
+    )
     next_transition_at: Timestamp | None = Field(
         default=None,
         description="When the lifecycle policy will next start or stop the runtime on its own "

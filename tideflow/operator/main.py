@@ -18,6 +18,7 @@ import prometheus_client
 from tideflow.core import kube, names
 from tideflow.core.clock import file_clock, system_clock
 from tideflow.core.kube import KubeClient
+from tideflow.operator import metrics
 from tideflow.operator.reconciler import Reconciler, resync_forever
 from tideflow.operator.settings import OperatorSettings
 
@@ -81,7 +82,10 @@ async def deployment_event(labels: kopf.Labels, namespace: str | None, memo: kop
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.WORKFLOWRUN_PLURAL)
-async def run_event(spec: kopf.Spec, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+async def run_event(
+    spec: kopf.Spec, status: kopf.Status, uid: str, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    metrics.observe_lateness(uid, spec.get("scheduledTime"), status.get("startedAt"))
     workflow = (spec.get("workflowRef") or {}).get("name")
     if namespace is not None and isinstance(workflow, str) and workflow:
         await memo.reconciler.reconcile(namespace, workflow)

@@ -30,8 +30,10 @@ from tideflow.core import names
 from tideflow.core.catalog import format_field_path
 from tideflow.core.clock import format_time, parse_time
 from tideflow.core.models import MAX_STATUS_ISSUES, DeploymentStatus, ValidationIssue, WorkflowSpec
+from tideflow.core.schedules import Skip
 from tideflow.core.validation import validate_workflow
 from tideflow.operator import builders, lifecycle
+from tideflow.operator.scheduling import plan_schedule
 from tideflow.operator.settings import OperatorSettings
 
 JSON = dict[str, Any]
@@ -48,6 +50,7 @@ class Observed:
     service: JSON | None = None
     pending_runs: int = 0
     running_runs: int = 0
+    active_runs: list[JSON] = field(default_factory=list)  # the runs still Pending or Running
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class Plan:
     status: JSON = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     conflicts: list[str] = field(default_factory=list)  # children owned by someone else
+    create_runs: list[JSON] = field(default_factory=list)  # scheduled runs to create (409 = already made)
+    cancel_runs: list[str] = field(default_factory=list)  # runs replaced by concurrencyPolicy Replace
+    skipped: list[Skip] = field(default_factory=list)
+    skipped_count: int = 0
+    requeue_at: dt.datetime | None = None  # reconcile again then, even if nothing changes
 
 
 def parse_spec(workflow: JSON) -> tuple[WorkflowSpec | None, list[ValidationIssue], list[ValidationIssue]]:
@@ -184,6 +192,33 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
         conditions, names.CONDITION_VALID, valid, "Valid" if valid else "Invalid", message, generation, now
     )
 
+    scheduled = condition(old, names.CONDITION_SCHEDULED)
+    scheduled_since = (
+        _time(scheduled.get("lastTransitionTime"))
+        if scheduled and scheduled.get("status") == "True"
+        else None
+    )
+    schedule_plan = plan_schedule(workflow, spec, valid, observed.active_runs, now, scheduled_since)
+    conditions = set_condition(
+        conditions,
+        names.CONDITION_SCHEDULED,
+        schedule_plan.active,
+        schedule_plan.reason,
+        schedule_plan.message,
+        generation,
+        now,
+    )
+    result.create_runs = schedule_plan.create
+    result.cancel_runs = schedule_plan.cancel
+    result.skipped = schedule_plan.skipped
+    result.skipped_count = schedule_plan.skipped_count
+    wake = len(schedule_plan.create) + (
+        1
+        if schedule_plan.next_fire is not None
+        and schedule_plan.next_fire - now <= dt.timedelta(seconds=settings.schedule_wake_lead_seconds)
+        else 0
+    )
+
     existing = [observed.config_map, observed.deployment, observed.service]
     foreign = [child["kind"] for child in existing if child is not None and not _owned_by(child, workflow)]
     has_runtime = observed.deployment is not None and not foreign
@@ -230,7 +265,7 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
                 lifecycle.Observed(
                     last_activity_at=_time(old.get("lastActivityAt")),
                     started_at=started_at,
-                    pending_runs=observed.pending_runs,
+                    pending_runs=observed.pending_runs + wake,
                     running_runs=observed.running_runs,
                 ),
                 now,
@@ -303,12 +338,47 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
         "errors": [issue.to_dict() for issue in errors[:MAX_STATUS_ISSUES]] or None,
         "warnings": [issue.to_dict() for issue in warnings[:MAX_STATUS_ISSUES]] or None,
     }
+    status.update(schedule_plan.status)
     result.status = status
     result.events = _events(old, status, errors)
+    result.events += [
+        Event(
+            "Normal",
+            "Scheduled",
+            f"Created run {run['metadata']['name']} for {run['spec']['scheduledTime']}.",
+        )
+        for run in schedule_plan.create
+    ]
+    result.events += [
+        Event(
+            "Warning",
+            "ScheduleSkipped",
+            f"Skipped the run for {format_time(skip.scheduled_time)}: {skip.reason}: {skip.message}",
+        )
+        for skip in schedule_plan.skipped[-5:]
+    ]
+    moments = [
+        m
+        for m in (
+            schedule_plan.next_fire - dt.timedelta(seconds=settings.schedule_wake_lead_seconds)
+            if schedule_plan.next_fire
+            else None,
+            schedule_plan.next_fire,
+            decision.next_transition if decision is not None else None,
+        )
+        if m is not None and m > now
+    ]
+    result.requeue_at = min(moments) if moments else None
     return result
 
 
-_ORDER = {names.CONDITION_VALID: 0, CONDITION_DEPLOYED: 1, CONDITION_RUNNING: 2, names.CONDITION_READY: 3}
+_ORDER = {
+    names.CONDITION_VALID: 0,
+    CONDITION_DEPLOYED: 1,
+    CONDITION_RUNNING: 2,
+    names.CONDITION_READY: 3,
+    names.CONDITION_SCHEDULED: 4,
+}
 
 
 def _events(old: JSON, new: JSON, errors: list[ValidationIssue]) -> list[Event]:

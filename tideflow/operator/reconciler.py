@@ -38,10 +38,15 @@ class Reconciler:
         self.settings = settings
         self.clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Future[None]] = set()
         self._instance = socket.gethostname()
 
     def forget(self, namespace: str, name: str) -> None:
         self._locks.pop((namespace, name), None)
+        timer = self._timers.pop((namespace, name), None)
+        if timer is not None:
+            timer.cancel()
 
     async def reconcile(self, namespace: str, name: str) -> None:
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
@@ -87,6 +92,14 @@ class Reconciler:
                     await self._delete(_KINDS[kind], namespace, child["metadata"]["name"])
         for desired in result.children:
             await self._apply(desired, current[desired["kind"]])
+        # Runs first, the checkpoint (in the status) after: a crash in between re-creates nothing
+        # but 409s, while the other order could lose a fire time.
+        for run in result.create_runs:
+            await self._create_run(run)
+        for run_name in result.cancel_runs:
+            await self._cancel_run(namespace, run_name)
+        for skip in result.skipped:
+            metrics.SCHEDULE_SKIPPED.labels(skip.reason).inc()
         patch = status_patch(workflow.get("status") or {}, result.status)
         if patch:
             patch_body = {
@@ -96,6 +109,65 @@ class Reconciler:
             await self.client.patch(kube.WORKFLOWS, namespace, name, patch_body, subresource="status")
         for event in result.events:
             await self._record(workflow, event)
+        self._requeue(namespace, name, result.requeue_at)
+
+    def _requeue(self, namespace: str, name: str, at: Any) -> None:
+        """Reconcile again at ``at`` (a fire time, a window boundary), not only at the next resync."""
+        previous = self._timers.pop((namespace, name), None)
+        if previous is not None:
+            previous.cancel()
+        if at is None:
+            return
+        delay = min(max((at - self.clock()).total_seconds(), 0.5), 3600.0)
+        loop = asyncio.get_running_loop()
+        self._timers[(namespace, name)] = loop.call_later(
+            delay, lambda: self._background.add(asyncio.ensure_future(self.reconcile(namespace, name)))
+        )
+
+    async def _create_run(self, run: JSON) -> None:
+        try:
+            await self.client.create(kube.WORKFLOWRUNS, run["metadata"]["namespace"], run)
+            metrics.SCHEDULE_RUNS.inc()
+        except kube.Conflict:
+            pass  # already created for this fire time (a restart, another operator): exactly once
+
+    async def _cancel_run(self, namespace: str, name: str) -> None:
+        """concurrencyPolicy Replace: a Pending run is cancelled here, a Running one by its runtime."""
+        run = await self.client.get_or_none(kube.WORKFLOWRUNS, namespace, name)
+        if run is None:
+            return
+        phase = (run.get("status") or {}).get("phase", "Pending")
+        try:
+            if phase == "Pending":
+                now = format_time(self.clock())
+                await self.client.patch(
+                    kube.WORKFLOWRUNS,
+                    namespace,
+                    name,
+                    {
+                        "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+                        "status": {
+                            "phase": "Cancelled",
+                            "completedAt": now,
+                            "error": "Replaced by a newer scheduled run (concurrencyPolicy Replace).",
+                        },
+                    },
+                    subresource="status",
+                )
+            elif phase == "Running":
+                await self.client.patch(
+                    kube.WORKFLOWRUNS,
+                    namespace,
+                    name,
+                    {"metadata": {"annotations": {names.ANNOTATION_CANCEL: "true"}}},
+                )
+        except kube.Conflict:
+            await self.client.patch(
+                kube.WORKFLOWRUNS,
+                namespace,
+                name,
+                {"metadata": {"annotations": {names.ANNOTATION_CANCEL: "true"}}},
+            )
 
     async def _observe(self, workflow: JSON) -> Observed:
         namespace, name = workflow["metadata"]["namespace"], workflow["metadata"]["name"]
@@ -105,17 +177,21 @@ class Reconciler:
             self.client.get_or_none(kube.DEPLOYMENTS, namespace, child),
             self.client.get_or_none(kube.SERVICES, namespace, child),
         )
-        pending = running = 0
-        lifecycle_type = ((workflow.get("spec") or {}).get("lifecycle") or {}).get("type")
-        if lifecycle_type in ("idle-shutdown", "on-demand"):
+        spec = workflow.get("spec") or {}
+        lifecycle_type = (spec.get("lifecycle") or {}).get("type")
+        scheduled = (spec.get("schedule") or {}).get("type", "manual") != "manual"
+        active: list[JSON] = []
+        if scheduled or lifecycle_type in ("idle-shutdown", "on-demand"):
             runs = await self.client.list_all(
                 kube.WORKFLOWRUNS, namespace, label_selector=f"{names.LABEL_WORKFLOW}={name}"
             )
-            for run in runs:
-                phase = (run.get("status") or {}).get("phase") or "Pending"
-                pending += phase == "Pending"
-                running += phase == "Running"
-        return Observed(config_map, deployment, service, pending, running)
+            active = [
+                run
+                for run in runs
+                if (run.get("status") or {}).get("phase", "Pending") in ("Pending", "Running")
+            ]
+        pending = sum(1 for run in active if (run.get("status") or {}).get("phase", "Pending") == "Pending")
+        return Observed(config_map, deployment, service, pending, len(active) - pending, active)
 
     async def _apply(self, desired: JSON, existing: JSON | None) -> None:
         resource = _KINDS[desired["kind"]]

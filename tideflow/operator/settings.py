@@ -39,6 +39,12 @@ class OperatorSettings(BaseModel):
         description="Tests only: read 'now' from this file (an RFC 3339 timestamp), not the system clock.",
     )
     max_concurrent_reconciles: int = Field(default=8, ge=1, le=256)
+    schedule_wake_lead_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Start a scaled-to-zero runtime this long before a fire time.",
+    )
 
     @field_validator("namespaces", mode="before")
     @classmethod

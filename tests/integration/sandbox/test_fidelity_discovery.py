@@ -274,7 +274,7 @@ def test_kubectl_get_wf_shows_the_printer_columns(
         "DEPLOYMENT": "Running",
         "REPLICAS": "2",
         "SCHEDULE": "interval",
-        "NEXT RUN": "3d",
+        "NEXT RUN": three_days_ago,  # a string column: the timestamp itself, not an age
         "READY": "False",
         "AGE": "",
     }

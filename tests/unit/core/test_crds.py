@@ -121,7 +121,7 @@ def test_workflow_has_the_scale_subresource_and_printer_columns() -> None:
         ("Deployment", "string", ".status.deploymentStatus"),
         ("Replicas", "integer", ".status.replicas"),
         ("Schedule", "string", ".spec.schedule.type"),
-        ("Next Run", "date", ".status.nextRunAt"),
+        ("Next Run", "string", ".status.nextRunAt"),
         ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
         ("Age", "date", ".metadata.creationTimestamp"),
     ]

@@ -29,7 +29,7 @@ SETTINGS = OperatorSettings()
 T0 = dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC)  # a Monday
 T0_TEXT = "2026-01-05T12:00:00Z"
 MINUTE = dt.timedelta(minutes=1)
-CONDITION_TYPES = ["Valid", "Deployed", "Running", "Ready"]
+CONDITION_TYPES = ["Valid", "Deployed", "Running", "Ready", "Scheduled"]
 
 
 def stamp(moment: dt.datetime) -> str:
@@ -124,6 +124,7 @@ def test_the_first_visit_sets_every_condition_at_now_with_the_generation() -> No
         "Deployed": ("True", "Deployed"),
         "Running": ("True", lifecycle.ALWAYS_ON),
         "Ready": ("False", "Starting"),
+        "Scheduled": ("False", "Manual"),
     }
     for c in status["conditions"]:
         assert c["lastTransitionTime"] == T0_TEXT, c
@@ -190,10 +191,9 @@ def test_a_settled_workflow_needs_no_status_patch(example: str) -> None:
 
 def test_status_fields_the_planner_does_not_own_are_never_patched() -> None:
     workflow, _, children = deployed_and_ready()
+    # lastActivityAt is the runtime's, webhookPath the API's; nextRunAt and lastRunAt are the planner's.
     others = {
         "lastActivityAt": "2026-01-05T11:00:00Z",
-        "lastRunAt": "2026-01-05T11:00:00Z",
-        "nextRunAt": "2026-01-06T02:00:00Z",
         "webhookPath": "/hooks/acme/orders",
     }
     workflow["status"].update(others)
@@ -214,7 +214,13 @@ def test_becoming_ready_moves_only_the_ready_transition_time() -> None:
     assert second.status["deploymentStatus"] == "Running"
     assert (second.status["replicas"], second.status["readyReplicas"]) == (2, 2)
     times = {type_: c["lastTransitionTime"] for type_, c in conditions(second.status).items()}
-    assert times == {"Valid": T0_TEXT, "Deployed": T0_TEXT, "Running": T0_TEXT, "Ready": stamp(later)}
+    assert times == {
+        "Valid": T0_TEXT,
+        "Deployed": T0_TEXT,
+        "Running": T0_TEXT,
+        "Ready": stamp(later),
+        "Scheduled": T0_TEXT,
+    }
     assert [(e.type, e.reason) for e in second.events] == [("Normal", "Running")]
     assert set(status_patch(workflow["status"], second.status)) == {
         "conditions",
@@ -514,6 +520,7 @@ def test_not_deployed_without_children_removes_nothing() -> None:
         "Valid": ("True", "Valid"),
         "Deployed": ("False", "NotDeployed"),
         "Ready": ("False", "NotDeployed"),
+        "Scheduled": ("False", "Manual"),
     }
     assert result.status["deploymentStatus"] == "NotDeployed"
     assert result.status["endpoint"] is None

@@ -261,10 +261,7 @@ class ApiServer:
             except (ValueError, KeyError, TypeError) as exc:
                 raise ApiError.bad_request(f"continue key is not valid: {exc}") from exc
         elif resource_version not in (None, "", "0"):
-            try:
-                requested = int(str(resource_version))
-            except ValueError as exc:
-                raise ApiError.bad_request(f"invalid resource version: {resource_version!r}") from exc
+            requested = _parse_resource_version(resource_version)
             if requested > self._rv:
                 raise ApiError(
                     504,
@@ -1283,10 +1280,7 @@ class ApiServer:
                 )
             return self._stream(rt, watcher, None, timeout_seconds, bookmarks, initial_events_end=True)
         if resource_version not in (None, "", "0"):
-            try:
-                since = int(str(resource_version))
-            except ValueError as exc:
-                raise ApiError.bad_request(f"invalid resource version: {resource_version!r}") from exc
+            since = _parse_resource_version(resource_version)
         return self._stream(rt, watcher, since, timeout_seconds, bookmarks)
 
     async def _stream(
@@ -1370,6 +1364,13 @@ class _IpAllocator:
 
     def allocate(self) -> str:
         return str(next(self._hosts))
+
+
+def _parse_resource_version(text: str | None) -> int:
+    try:
+        return int(str(text))
+    except ValueError as exc:
+        raise ApiError.bad_request(f"invalid resource version: {text!r}") from exc
 
 
 def _object_key(rt: ResourceType, obj: JSON) -> ObjectKey:

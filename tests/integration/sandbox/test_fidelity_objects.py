@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Sandbox
-from tests.support import wait_for
+from tests.integration.sandbox import installed_crd
 
 JSON = dict[str, Any]
 
@@ -78,24 +78,8 @@ def _crd() -> JSON:
 @pytest.fixture(scope="module")
 def widgets(sandbox: Sandbox) -> Iterator[str]:
     """Install this module's own small CRD; yield the collection path prefix ``/apis/<group>/<version>``."""
-    with httpx.Client(base_url=sandbox.url, timeout=30) as client:
-        created = client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=_crd())
-        assert created.status_code == 201, created.text
-
-        def established() -> bool:
-            crd = client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}").json()
-            conditions = {c["type"]: c["status"] for c in (crd.get("status") or {}).get("conditions", [])}
-            return conditions.get("Established") == "True"
-
-        wait_for(established, what=f"CRD {CRD_NAME} to be Established")
-        wait_for(
-            lambda: client.get(f"/apis/{GROUP}/{VERSION}/{PLURAL}").status_code == 200,
-            what=f"{PLURAL} to be served",
-        )
-        try:
-            yield f"/apis/{GROUP}/{VERSION}"
-        finally:
-            client.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}")
+    with installed_crd(sandbox, _crd()) as prefix:
+        yield prefix
 
 
 def _cm_path(namespace: str, name: str = "") -> str:

@@ -17,6 +17,7 @@ import kubernetes
 import pytest
 
 from tests.integration.conftest import Sandbox
+from tests.integration.sandbox import installed_crd
 from tests.support import wait_for
 
 JSON = dict[str, Any]
@@ -84,24 +85,8 @@ def _crd() -> JSON:
 @pytest.fixture(scope="module")
 def crd(sandbox: Sandbox) -> Iterator[None]:
     """Install this module's CRD (status + scale subresources) for the module's tests."""
-    with httpx.Client(base_url=sandbox.url, timeout=30) as client:
-        created = client.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", json=_crd())
-        assert created.status_code == 201, created.text
-
-        def established() -> bool:
-            got = client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}").json()
-            conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions", [])}
-            return conditions.get("Established") == "True"
-
-        wait_for(established, what=f"CRD {CRD_NAME} to be Established")
-        wait_for(
-            lambda: client.get(f"/apis/{GROUP}/{VERSION}/{PLURAL}").status_code == 200,
-            what=f"{PLURAL} to be served",
-        )
-        try:
-            yield
-        finally:
-            client.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}")
+    with installed_crd(sandbox, _crd()):
+        yield
 
 
 PLAIN_PLURAL = "plainscalewidgets"

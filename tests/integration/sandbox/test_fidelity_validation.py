@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.integration.conftest import Sandbox
-from tests.support import wait_for
+from tests.integration.sandbox import installed_crd
 
 JSON = dict[str, Any]
 
@@ -115,24 +115,8 @@ def _crd() -> JSON:
 @pytest.fixture(scope="module")
 def crd(sandbox: Sandbox) -> Iterator[None]:
     """Install this module's CRD, with bounds, an enum, required fields, defaults and a CEL rule."""
-    with httpx.Client(base_url=sandbox.url, timeout=30) as client:
-        created = client.post(CRDS, json=_crd())
-        assert created.status_code == 201, created.text
-
-        def established() -> bool:
-            got = client.get(f"{CRDS}/{CRD_NAME}").json()
-            conditions = {c["type"]: c["status"] for c in (got.get("status") or {}).get("conditions", [])}
-            return conditions.get("Established") == "True"
-
-        wait_for(established, what=f"CRD {CRD_NAME} to be Established")
-        wait_for(
-            lambda: client.get(f"/apis/{GROUP}/{VERSION}/{PLURAL}").status_code == 200,
-            what=f"{PLURAL} to be served",
-        )
-        try:
-            yield
-        finally:
-            client.delete(f"{CRDS}/{CRD_NAME}")
+    with installed_crd(sandbox, _crd()):
+        yield
 
 
 def _path(namespace: str, name: str = "") -> str:

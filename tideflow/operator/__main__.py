@@ -24,7 +24,9 @@ def run() -> None:
             clusterwide=not config.namespaces,
             namespaces=list(config.namespaces),
             standalone=config.standalone,
-            peering_name=config.peering_name,
+            # Naming a peering makes it mandatory in kopf: without KopfPeering objects every watch
+            # then stays paused. Only a non-standalone operator (with a standby replica) names one.
+            peering_name=None if config.standalone else config.peering_name,
             liveness_endpoint=liveness,
         )
     )

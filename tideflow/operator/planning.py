@@ -314,7 +314,13 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
         DeploymentStatus.NOT_DEPLOYED: "NotDeployed",
         DeploymentStatus.FAILED: "Failed",
     }[deployment_status]
-    ready_message = f"{ready}/{replicas_wanted} runtime replica(s) ready." if deployed else "Not deployed."
+    ready_message = (
+        "Not deployed."
+        if not deployed
+        else "Stopped."
+        if replicas_wanted == 0
+        else f"{ready}/{replicas_wanted} runtime replica(s) ready."
+    )
     conditions = set_condition(
         conditions, names.CONDITION_READY, is_ready, ready_reason, ready_message, generation, now
     )
@@ -328,7 +334,11 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
         "replicas": current,
         "readyReplicas": ready,
         "selector": builders.selector_string(name),
-        "endpoint": builders.endpoint(name, namespace, settings) if deployed and not foreign else None,
+        "endpoint": (
+            builders.endpoint(name, namespace, settings)
+            if deployed and deployment_status != DeploymentStatus.FAILED
+            else None
+        ),
         "stoppedReason": decision.reason if decision is not None and decision.stopped else None,
         "nextTransitionAt": (
             format_time(decision.next_transition)

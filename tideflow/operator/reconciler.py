@@ -17,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
+
 from tideflow.core import kube, names
 from tideflow.core.clock import Clock, format_time
 from tideflow.core.kube import KubeClient, KubeError
@@ -39,6 +41,8 @@ class Reconciler:
         self.clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        # Every reconcile, whatever triggered it (watch events, timers, the resync), shares one limit.
+        self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self._background: set[asyncio.Future[None]] = set()
         self._instance = socket.gethostname()
 
@@ -50,7 +54,7 @@ class Reconciler:
 
     async def reconcile(self, namespace: str, name: str) -> None:
         lock = self._locks.setdefault((namespace, name), asyncio.Lock())
-        async with lock:
+        async with lock, self._slots:
             started = time.perf_counter()
             outcome = "ok"
             try:
@@ -65,7 +69,7 @@ class Reconciler:
                         logger.debug(
                             "conflict reconciling %s/%s; retrying from a fresh read", namespace, name
                         )
-            except KubeError as exc:
+            except (KubeError, httpx.HTTPError) as exc:  # transient: the next event or resync retries
                 outcome = "error"
                 logger.warning("reconcile of %s/%s failed: %s", namespace, name, exc)
             except Exception:

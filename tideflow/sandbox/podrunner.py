@@ -10,7 +10,7 @@ What a Pod gets, and how it differs from a real node:
   environment; a container without a command waits with reason ``SandboxNoCommand``;
 * ``env`` (values, ``fieldRef``, ``configMapKeyRef``, ``secretKeyRef``) and ``envFrom``, and
   ``configMap``/``secret``/``emptyDir`` volumes written under the pod's directory; a mount path
-  that appears at the start of an env value, an argument or the working directory is rewritten to
+  that appears at the start of an env value or of the working directory is rewritten to
   that directory (there is no mount namespace); ``KUBECONFIG`` points at the sandbox;
 * readiness from an ``httpGet`` or ``tcpSocket`` probe (or ready once started); liveness
   ``httpGet``/``tcpSocket`` probes restart the container after ``failureThreshold`` failures;
@@ -373,9 +373,9 @@ class PodRunner:
                     return str(host_path) + value[len(mount_path.rstrip("/")) :]
             return value
 
-        command = [
-            translate(str(part)) for part in (container.get("command") or []) + (container.get("args") or [])
-        ]
+        # Only env values and the working directory are translated: a command or an argument that
+        # starts with a mount path (say /tmp) is a host path here, as it would be one in the image.
+        command = [str(part) for part in (container.get("command") or []) + (container.get("args") or [])]
         if not container.get("command"):
             raise _Waiting(
                 "SandboxNoCommand",

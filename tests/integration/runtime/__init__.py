@@ -1,0 +1,1 @@
+"""Integration tests of the runtime: real runtime processes against the sandbox cluster."""

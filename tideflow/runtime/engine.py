@@ -648,7 +648,15 @@ class Execution:
         self._idle.clear()
         task = asyncio.get_running_loop().create_task(self._worker(index))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        """Count a worker down when its task ends, also when it was cancelled before it started
+        (a ``finally`` inside the coroutine would never run then, and ``run()`` would wait forever)."""
+        self._tasks.discard(task)
+        self._active -= 1
+        if self._active == 0:
+            self._idle.set()
 
     async def _worker(self, index: int) -> None:
         current: int | None = index
@@ -658,10 +666,6 @@ class Execution:
         except Exception as exc:  # a bug in the engine: surfaced by run(), not hidden in a task
             self._internal_error = exc
             self._abort(f"internal error: {exc!r}", RunPhase.FAILED)
-        finally:
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
     async def _run_node(self, index: int) -> int | None:
         """Run one node; return a node that became ready for this task to run next, if any."""

@@ -413,6 +413,31 @@ def test_cancel_marks_running_nodes_cancelled() -> None:
     assert elapsed == pytest.approx(10)
 
 
+@pytest.mark.parametrize("turns", range(6))
+def test_cancel_right_after_spawning_never_hangs(turns: int) -> None:
+    # Cancelling node tasks that have not started yet must still let run() return (their
+    # count-down cannot live in a finally of the coroutine: a task cancelled before it starts
+    # never runs its body).
+    engine = WorkflowEngine(
+        definition(
+            [TRIGGER, *(node(f"d{i}", "delay", {"seconds": 100}) for i in range(3))],
+            [("t", f"d{i}") for i in range(3)],
+        ),
+        services=services(),
+    )
+
+    async def scenario() -> RunResult:
+        execution = engine.prepare(TriggerEvent(run_id="r"))
+        task = asyncio.create_task(execution.run())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        execution.cancel()
+        return await asyncio.wait_for(task, timeout=5)
+
+    result, _ = run_virtual(scenario())
+    assert result.phase is RunPhase.CANCELLED
+
+
 def test_cancelling_the_calling_task_cancels_the_nodes_and_propagates() -> None:
     events: list[ProgressEvent] = []
     engine = WorkflowEngine(

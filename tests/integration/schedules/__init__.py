@@ -1,0 +1,1 @@
+"""Integration tests of schedules: exactly-once firing under operator chaos, overlap policies, waking."""

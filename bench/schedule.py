@@ -347,6 +347,7 @@ class Phase:
     runtime_rss: int = 0
     ready_seconds: float = 0.0
     restarts: int = 0  # runtime container restarts during the window
+    skipped: dict[str, int] = field(default_factory=dict)  # fire times skipped, by reason (Events)
     failure: str | None = None
 
 
@@ -515,6 +516,17 @@ def measure(
         runs = wait_until(drained, options.drain_seconds, "the window's runs to end", interval=1.0)
     except TimeoutError:
         runs = window_runs()
+    events = http.get(f"/api/v1/namespaces/{NAMESPACE}/events").json()["items"]
+    for event in events:
+        # "Skipped the run for <time>: <reason>: <message>" (the operator's ScheduleSkipped Event)
+        parts = str(event.get("message", "")).removeprefix("Skipped the run for ").split(": ", 2)
+        if (
+            event.get("reason") == "ScheduleSkipped"
+            and event["involvedObject"]["name"] in wanted
+            and len(parts) >= 2
+            and parse_time(parts[0]) in wanted_times
+        ):
+            phase.skipped[parts[1]] = phase.skipped.get(parts[1], 0) + 1
     keys = [(run["metadata"]["labels"]["tideflow.io/workflow"], run["spec"]["scheduledTime"]) for run in runs]
     phase.duplicates = len(keys) - len(set(keys))
     phase.runs = len(runs)
@@ -569,6 +581,8 @@ def report(command: str, baseline: Phase, load: Phase) -> bool:
             f"{phase.expected} runs expected, {phase.runs} found ({phase.duplicates} duplicate(s)), "
             f"{phase.not_started} never started; {phase.restarts} runtime restart(s) during the window"
         )
+        if phase.skipped:
+            print(f"  skipped fire times (ScheduleSkipped Events): {phase.skipped}")
         print(f"  started - scheduled  {describe(phase.started)}")
         print(f"  created - scheduled  {describe(phase.created)}   (creationTimestamp: whole seconds)")
         print(f"  seen    - scheduled  {describe(phase.seen)}   (watch ADDED, this process)")

@@ -9,12 +9,15 @@ so a gap is a lost fire time and a second run for one instant a duplicate. The k
 from a seeded random generator (``TIDEFLOW_CHAOS_SEED``, printed), so a failure can be replayed;
 about half of them are placed just after a fire time, while the operator is creating that run.
 
-``Forbid`` and ``Replace`` use a 300-second resync: after the operator's start-up pass (which is
-why their Workflows are created before it starts), their runs appear on time only because the
-operator requeues each workflow at its next fire time. They do not depend on watch events either,
-which is deliberate while kopf's watches stay paused (docs/operator.md, "Known issues"). The
-stand-in runtime never executes a run, so the tests move runs to ``Running`` or ``Completed``
-themselves, as a runtime would.
+The shorter tests use a 300-second resync, so that their runs appear on time only because the
+operator requeues each workflow at its next fire time; their Workflows are created before the
+operator starts, so its start-up pass sees them whether or not watch events arrive.
+
+- ``Forbid`` and ``Replace``: the stand-in runtime never executes a run, so the tests move runs to
+  ``Running`` or ``Completed`` themselves, as a runtime would.
+- A failed checkpoint write (an injected 500 on the status patch right after a run was created):
+  the retry meets a 409, not a duplicate, and the next fire times stay on time. With two failures
+  in a row the schedule stalls until the resync; that test is a strict ``xfail`` naming the bug.
 """
 
 from __future__ import annotations

@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import hashlib
 import heapq
 import json
 import logging
@@ -70,6 +69,7 @@ from tideflow.core.models import (
     WorkflowRef,
     WorkflowRunSpec,
 )
+from tideflow.core.naming import idempotent_run_name, random_run_name
 from tideflow.runtime.engine import (
     Execution,
     ProgressEvent,
@@ -120,7 +120,6 @@ CANCEL_GRACE_SECONDS: Final = 5.0
 """How long a cancelled execution may take to stop before the run is recorded Cancelled anyway."""
 SNAPSHOT_SHARE: Final = 0.75
 """Largest share of the status budget a paused run's snapshot may take."""
-_NAME_ALPHABET: Final = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generateName suffixes
 _CLAIM_COUNT = re.compile(r"\bclaim ([0-9]+)\b")
 
 
@@ -142,22 +141,6 @@ def timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with milliseconds: ``2025-01-01T00:00:00.123Z``."""
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def random_run_name(workflow: str) -> str:
-    """``<workflow>-<8 random characters>``, like ``generateName`` would give."""
-    suffix = "".join(secrets.choice(_NAME_ALPHABET) for _ in range(8))
-    return f"{workflow}-{suffix}"
-
-
-def idempotent_run_name(workflow: str, key: str) -> str:
-    """The run name for an idempotency key: the same (workflow, key) always gives the same name.
-
-    Whoever creates runs with a key (the API, the runtime) must use this function, so that a repeated
-    request, wherever it arrives, is a conflict on the same name.
-    """
-    digest = hashlib.sha256(f"{workflow}\x00{key}".encode()).hexdigest()[:16]
-    return f"{workflow}-{digest}"
 
 
 def new_run(

@@ -42,8 +42,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tideflow.core.asgi import BodyLimitMiddleware
 from tideflow.core.clock import Clock, system_clock
 from tideflow.core.kube import KubeClient, KubeError, NotFound
 from tideflow.core.models import RunPhase, TriggerType, WorkflowDefinition
@@ -71,7 +71,7 @@ from tideflow.runtime.webhooks import (
     webhook_routes,
 )
 
-__all__ = ["BodyLimitMiddleware", "Runtime", "create_app", "load_definition", "serve"]
+__all__ = ["Runtime", "create_app", "load_definition", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,74 +89,6 @@ def load_definition(path: str | os.PathLike[str]) -> WorkflowDefinition:
     return WorkflowDefinition.model_validate(
         {key: document[key] for key in _DEFINITION_KEYS if key in document}
     )
-
-
-class BodyLimitMiddleware:
-    """Refuses request bodies larger than ``max_bytes`` with 413, before the app sees the request.
-
-    A ``Content-Length`` over the limit is refused without reading the body; a chunked body is read up to
-    the limit and refused as soon as it passes it. The body read is then replayed to the app.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, on_reject: Callable[[], None] | None = None) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.on_reject = on_reject
-
-    async def _refuse(self, send: Send) -> None:
-        if self.on_reject is not None:
-            self.on_reject()
-        body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers") or []:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = -1
-                if declared > self.max_bytes:
-                    await self._refuse(send)
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 class TriggerBody(BaseModel):

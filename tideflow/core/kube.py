@@ -181,6 +181,10 @@ class KubeClient:
         result = response.json() if response.content else {}
         return result if isinstance(result, dict) else {"items": result}
 
+    async def version(self) -> JSON:
+        """``GET /version``: the server's build; a cheap call that proves the API server answers."""
+        return await self._call("GET", "/version")
+
     async def get(
         self, resource: Resource, namespace: str | None, name: str, subresource: str | None = None
     ) -> JSON:

@@ -1,0 +1,1 @@
+"""One router per resource: workflows, deployment (lifecycle), executions, API keys, and health."""

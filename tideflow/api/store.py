@@ -1,0 +1,112 @@
+"""Reads and writes of Workflow and WorkflowRun resources on behalf of a caller.
+
+Every route goes through here, so visibility (404 for what the caller may not see, 403 for what they
+may see but not change) and optimistic concurrency (read, change, replace with the read
+``resourceVersion``, retry on 409) are decided in one place. A change is checked against the resource
+model before it is sent, so bad input is a 422 with the field path and nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from tideflow.api import ids
+from tideflow.api.auth import can_read, can_write
+from tideflow.api.context import Context
+from tideflow.api.errors import ApiError, ErrorDetail, loc_path
+from tideflow.api.keys import Principal
+from tideflow.core.kube import WORKFLOWRUNS, WORKFLOWS, Conflict, NotFound
+from tideflow.core.models import WorkflowSpec
+
+__all__ = ["get_run", "get_workflow", "update_spec", "validated_spec", "wait_for"]
+
+JSON = dict[str, Any]
+_WRITE_ATTEMPTS = 5
+
+
+def validated_spec(spec: Mapping[str, Any]) -> JSON:
+    """The spec as the resource model normalizes it; 422 with ``spec.…`` paths when it is not valid."""
+    try:
+        return WorkflowSpec.model_validate(spec).to_dict()
+    except ValidationError as exc:
+        details = [
+            ErrorDetail(path=loc_path(("spec", *e["loc"])), message=e["msg"])
+            for e in exc.errors(include_url=False)
+        ]
+        raise ApiError(
+            422, f"invalid workflow: {details[0].path}: {details[0].message}", details=details
+        ) from None
+
+
+async def get_workflow(
+    context: Context, principal: Principal, workflow_id: str, *, write: bool = False
+) -> JSON:
+    """The caller's workflow; 404 when it does not exist or is not visible, 403 when ``write`` is refused."""
+    name = ids.workflow_name(workflow_id)
+    try:
+        obj = await context.kube.get(WORKFLOWS, principal.org, name)
+    except NotFound:
+        raise ApiError(404, f"workflow {workflow_id} not found") from None
+    if not can_read(principal, obj):
+        raise ApiError(404, f"workflow {workflow_id} not found")
+    if write and not can_write(principal, obj):
+        raise ApiError(403, f"only the owner of workflow {workflow_id} or an admin may change it")
+    return obj
+
+
+async def update_spec(
+    context: Context, principal: Principal, workflow_id: str, change: Callable[[JSON], None]
+) -> JSON:
+    """Apply ``change`` to a copy of the spec and replace the resource, retrying on conflicting writes."""
+    for _ in range(_WRITE_ATTEMPTS):
+        obj = await get_workflow(context, principal, workflow_id, write=True)
+        spec = copy.deepcopy(obj.get("spec") or {})
+        change(spec)
+        new_spec = validated_spec(spec)
+        if new_spec == validated_spec(obj.get("spec") or {}):
+            return obj
+        body = {**obj, "spec": new_spec}
+        try:
+            return await context.kube.replace(WORKFLOWS, principal.org, ids.workflow_name(workflow_id), body)
+        except Conflict:
+            continue  # someone else wrote in between: read again and re-apply the change
+    raise ApiError(409, f"workflow {workflow_id} changed {_WRITE_ATTEMPTS} times while being updated; retry")
+
+
+async def get_run(context: Context, principal: Principal, execution_id: str) -> tuple[JSON, JSON]:
+    """``(run, its workflow)``; 404 unless the caller may see the workflow."""
+    name = ids.run_name(execution_id)
+    try:
+        run = await context.kube.get(WORKFLOWRUNS, principal.org, name)
+    except NotFound:
+        raise ApiError(404, f"execution {execution_id} not found") from None
+    workflow = str(((run.get("spec") or {}).get("workflowRef") or {}).get("name") or "")
+    try:
+        obj = await context.kube.get(WORKFLOWS, principal.org, workflow)
+    except NotFound:
+        obj = None
+    if (obj is None or not can_read(principal, obj)) and not principal.admin:
+        raise ApiError(404, f"execution {execution_id} not found")
+    return run, obj or {}
+
+
+async def wait_for(
+    context: Context,
+    fetch: Callable[[], Any],
+    done: Callable[[JSON], bool],
+    seconds: float,
+    interval: float = 0.1,
+) -> JSON:
+    """Poll ``fetch`` until ``done`` holds or ``seconds`` pass; the last object either way."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    obj: JSON = await fetch()
+    while not done(obj) and loop.time() < deadline:
+        await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
+        obj = await fetch()
+    return obj

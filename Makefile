@@ -68,10 +68,31 @@ test-integration: install ## Integration tests against a sandbox cluster started
 e2e-kind: install ## End-to-end tests on a kind cluster (skipped with a reason without Docker/kind).
 	$(BIN)/pytest tests/e2e -m e2e $(PYTEST_ARGS)
 
+##@ Image and chart
+
+IMAGE     ?= ghcr.io/tideflow/tideflow
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+
+.PHONY: image
+image: ## Build the image with Docker: ghcr.io/tideflow/tideflow:<version> unless IMAGE/IMAGE_TAG say otherwise.
+	@command -v docker >/dev/null 2>&1 || { \
+	  echo "make image: docker is not installed, so the image cannot be built on this machine" >&2; exit 1; }
+	@docker info >/dev/null 2>&1 || { \
+	  echo "make image: the Docker engine is not reachable: $$(docker info 2>&1 | tail -n 1)" >&2; exit 1; }
+	docker build --tag $(IMAGE):$(IMAGE_TAG) .
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ into the Helm chart (after `make crds`; a unit test fails until they match).
+	cp crds/*.yaml charts/tideflow/crds/
+
+.PHONY: chart-test
+chart-test: install ## Render, lint (strict) and validate the Helm chart, and its unit tests (also in test-unit).
+	$(BIN)/pytest tests/unit/chart $(PYTEST_ARGS)
+
 ##@ Local system
 
 .PHONY: up
-up: install ## Start the sandbox cluster (API emulator and pod runner) in the background.
+up: install ## Start the sandbox cluster, the operator and the REST API in the background.
 	$(PY) -m tideflow.sandbox up --state-dir $(SANDBOX) --crds crds
 
 .PHONY: down

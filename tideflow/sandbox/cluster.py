@@ -216,7 +216,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--history", type=int, default=50_000, help="watch events kept for resuming")
     parser.add_argument("--crds", type=Path, help="with up: install the CRDs in this directory")
-    parser.add_argument("--no-operator", action="store_true", help="with up: start the cluster only")
+    parser.add_argument(
+        "--no-operator", action="store_true", help="with up: start the cluster only (no operator, no API)"
+    )
+    parser.add_argument(
+        "--api-port", type=int, default=8000, help="with up: the REST API's port on 127.0.0.1"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -239,11 +244,22 @@ def main(argv: list[str] | None = None) -> int:
                 "metrics: http://127.0.0.1:9090/metrics",
                 flush=True,
             )
+            key = stack.bootstrap_key(state_dir)
+            pid = stack.start(state_dir, stack.api(state_dir, key, args.api_port))
+            print(
+                f"API is up (pid {pid}); log: {state_dir / 'api.log'}\n"
+                f"  export TIDEFLOW_API=http://127.0.0.1:{args.api_port}\n"
+                f"  export TIDEFLOW_API_KEY={key}   # bootstrap admin key of organization 'default'\n"
+                f"  docs: http://127.0.0.1:{args.api_port}/docs",
+                flush=True,
+            )
         print(f"  export KUBECONFIG={kubeconfig}")
     elif args.command == "down":
-        stopped = stack.stop(state_dir, "operator")
+        stopped = stack.stop(state_dir, "api")
+        stopped = stack.stop(state_dir, "operator") or stopped
         stopped = down(state_dir) or stopped
-        print("Stopped the sandbox and the operator." if stopped else "Nothing was running.")
+        print("Stopped the sandbox, the operator and the API." if stopped else "Nothing was running.")
     else:
-        print(json.dumps({**status(state_dir), "operator": stack.running(state_dir, "operator")}))
+        components = {name: stack.running(state_dir, name) for name in ("operator", "api")}
+        print(json.dumps({**status(state_dir), **components}))
     return 0

@@ -1,4 +1,4 @@
-"""The local system ``make up`` starts next to the sandbox cluster: the operator (and, later, the API).
+"""The local system ``make up`` starts next to the sandbox cluster: the operator and the REST API.
 
 Each component runs as a background process with its pid file and log in the state directory;
 ``start`` waits until the component answers its health endpoint, ``stop`` sends SIGTERM to its
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -39,6 +40,41 @@ def operator(state_dir: Path, liveness_port: int = 8081, metrics_port: int = 909
             "TIDEFLOW_LIVENESS_PORT": str(liveness_port),
             "TIDEFLOW_METRICS_PORT": str(metrics_port),
             "TIDEFLOW_RESYNC_SECONDS": "10",
+        },
+    )
+
+
+def bootstrap_key(state_dir: Path) -> str:
+    """The API's bootstrap admin key: ``TIDEFLOW_BOOTSTRAP_API_KEY``, else one kept in the state directory.
+
+    A generated key is written once (mode 0600) and reused by later ``make up`` runs, so scripts and
+    the README's curl commands keep working across restarts.
+    """
+    given = os.environ.get("TIDEFLOW_BOOTSTRAP_API_KEY")
+    if given:
+        return given
+    path = state_dir / "api-key"
+    if path.exists():
+        return path.read_text().strip()
+    key = "tf-dev-" + secrets.token_hex(24)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    return key
+
+
+def api(state_dir: Path, key: str, port: int = 8000) -> Component:
+    """The REST API on 127.0.0.1:``port``, organization ``default``, runtimes reached at their pod IPs."""
+    return Component(
+        name="api",
+        module="tideflow.api",
+        health_url=f"http://127.0.0.1:{port}/healthz",
+        env={
+            "KUBECONFIG": str(state_dir / "kubeconfig"),
+            "TIDEFLOW_API_HOST": "127.0.0.1",
+            "TIDEFLOW_API_PORT": str(port),
+            "TIDEFLOW_BOOTSTRAP_API_KEY": key,
+            "TIDEFLOW_BOOTSTRAP_ORG": "default",
+            "TIDEFLOW_RUNTIME_ADDRESS": "pod",
         },
     )
 

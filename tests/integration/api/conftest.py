@@ -67,7 +67,18 @@ class Stack:
             assert answer.status_code == 201, answer.text
             return str(answer.json()["apiKey"])
         result = subprocess.run(
-            [sys.executable, "-m", "tideflow.api", "create-key", "--org", org, "--user", user, "--scopes", ",".join(scopes)],
+            [
+                sys.executable,
+                "-m",
+                "tideflow.api",
+                "create-key",
+                "--org",
+                org,
+                "--user",
+                user,
+                "--scopes",
+                ",".join(scopes),
+            ],
             env={**os.environ, "KUBECONFIG": str(self.sandbox.kubeconfig)},
             capture_output=True,
             text=True,
@@ -100,7 +111,9 @@ class Stack:
 
 
 def _create_namespace(http: httpx.Client, name: str) -> None:
-    answer = http.post("/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    answer = http.post(
+        "/api/v1/namespaces", json={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
     assert answer.status_code == 201, answer.text
 
 
@@ -169,7 +182,11 @@ def workflow_body(name: str = "hello", **fields: Any) -> JSON:
         "description": "made by a test",
         "nodes": [
             {"id": "start", "type": "manual_trigger"},
-            {"id": "echo", "type": "transform", "config": {"set": {"greeting": "hello {{ start.inputs.who }}"}}},
+            {
+                "id": "echo",
+                "type": "transform",
+                "config": {"set": {"greeting": "hello {{ start.inputs.who }}"}},
+            },
         ],
         "connections": [{"id": "c1", "source": "start", "target": "echo"}],
     }

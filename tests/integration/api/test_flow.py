@@ -54,7 +54,8 @@ def test_create_deploy_trigger_and_read_the_execution(stack: Stack) -> None:
         execution = wait_for(finished, timeout=30, what="the async run to complete")
         assert execution["workflowId"] == workflow_id
         assert execution["inputs"] == {"who": "async"}
-        assert execution["startedAt"] and execution["completedAt"]
+        assert execution["startedAt"]
+        assert execution["completedAt"]
 
         listed = api.get(f"/api/v1/workflows/{workflow_id}/executions").json()
         assert listed["count"] == 2

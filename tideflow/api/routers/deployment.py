@@ -176,7 +176,12 @@ class LifecycleAnswer(ApiModel):
     deployment: DeploymentOut
 
 
-@router.get("/{workflow_id}/lifecycle", response_model=LifecycleAnswer, summary="The lifecycle policy")
+@router.get(
+    "/{workflow_id}/lifecycle",
+    response_model=LifecycleAnswer,
+    response_model_exclude_none=True,
+    summary="The lifecycle policy",
+)
 async def get_lifecycle(context: ContextDep, principal: Reader, workflow_id: str) -> LifecycleAnswer:
     obj = await get_workflow(context, principal, workflow_id)
     return LifecycleAnswer(
@@ -186,7 +191,12 @@ async def get_lifecycle(context: ContextDep, principal: Reader, workflow_id: str
     )
 
 
-@router.put("/{workflow_id}/lifecycle", response_model=LifecycleAnswer, summary="Change the lifecycle policy")
+@router.put(
+    "/{workflow_id}/lifecycle",
+    response_model=LifecycleAnswer,
+    response_model_exclude_none=True,
+    summary="Change the lifecycle policy",
+)
 async def put_lifecycle(
     context: ContextDep, principal: Writer, workflow_id: str, body: Lifecycle
 ) -> LifecycleAnswer:

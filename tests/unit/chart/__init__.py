@@ -1,0 +1,1 @@
+"""Tests of the Helm chart (charts/tideflow): rendered, linted and validated in-process, no cluster."""

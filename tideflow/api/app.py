@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request, Response
-from starlette.routing import Match
 
 from tideflow.api import errors
 from tideflow.api.context import Context
@@ -49,11 +48,9 @@ async def load_bootstrap_key(settings: ApiSettings, kube: KubeClient) -> str | N
 
 
 def _route_template(request: Request) -> str:
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is Match.FULL:
-            return str(getattr(route, "path", request.url.path))
-    return "<unmatched>"
+    """The template of the route that answered (``/api/v1/workflows/{workflow_id}``), never the raw path."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", None) or "<unmatched>")
 
 
 def create_app(

@@ -76,6 +76,9 @@ MAX_ERROR_LENGTH = 8192
 MAX_ISSUE_MESSAGE_LENGTH = 1024
 MAX_LIFECYCLE_WINDOWS = 50
 MAX_SECRET_REFS = 20
+MAX_REQUIRED_SCOPES = 200
+SCOPE_PATTERN = r"^[a-z][a-z0-9-]*:[a-z][a-z0-9-]*:[!-~]{1,253}$"
+"""A required scope: ``<kind>:<verb>:<object>``, the object printable ASCII without spaces."""
 
 FREE_FORM = "Free-form"  # how the descriptions of free-form fields start (the docs generator relies on it)
 
@@ -715,6 +718,34 @@ class WorkflowSpec(WorkflowDefinition):
         description="Runtime replicas while the lifecycle policy has the runtime running (the scale "
         "subresource's spec path).",
     )
+    required_scopes: (
+        list[
+            Annotated[
+                str,
+                Field(
+                    pattern=SCOPE_PATTERN,
+                    max_length=300,
+                    description="A scope: secrets:read:<Secret name> or http:request:<host>.",
+                ),
+            ]
+        ]
+        | None
+    ) = Field(
+        default=None,
+        max_length=MAX_REQUIRED_SCOPES,
+        description="What the workflow's nodes reach outside it, as the API's compute-scopes derives it: "
+        "secrets:read:<name> for each Secret a node's config references, http:request:<host> for each host "
+        "an HTTP node calls (* for the part a template decides). Informational: nothing is granted from it "
+        "(Secrets reach the runtime only through runtime.secretRefs). Unset until computed.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+    @field_validator("required_scopes")
+    @classmethod
+    def _unique_scopes(cls, scopes: list[str] | None) -> list[str] | None:
+        if scopes is not None:
+            _refuse_duplicates(scopes, "requiredScopes")
+        return scopes
 
 
 class ConditionStatus(StrEnum):

@@ -9,8 +9,9 @@ a typo is a 422 with its path instead of being ignored. Workflow graphs reuse th
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Final
 
+from fastapi import Header
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -28,11 +29,13 @@ from tideflow.core.models import (
 )
 
 __all__ = [
+    "REPLAYED",
     "ApiModel",
     "DeploymentOut",
     "ExecutionList",
     "ExecutionOut",
     "ExecutionStatus",
+    "IdempotencyKey",
     "WorkflowCreate",
     "WorkflowList",
     "WorkflowOut",
@@ -41,6 +44,20 @@ __all__ = [
     "execution_out",
     "workflow_out",
 ]
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=256,
+        description="Retries with the same key return the original run (kept at least 24 hours).",
+    ),
+]
+"""The ``Idempotency-Key`` request header of the routes that create runs."""
+REPLAYED: Final = {"Idempotent-Replayed": "true"}
+"""The header of an answer that an idempotency key replayed."""
 
 
 class ApiModel(BaseModel):

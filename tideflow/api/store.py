@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,10 +21,21 @@ from tideflow.api.auth import can_read, can_write
 from tideflow.api.context import Context
 from tideflow.api.errors import ApiError, ErrorDetail, loc_path
 from tideflow.api.keys import Principal
+from tideflow.core import names
 from tideflow.core.kube import WORKFLOWRUNS, WORKFLOWS, Conflict, NotFound
-from tideflow.core.models import WorkflowSpec
+from tideflow.core.models import WorkflowRunSpec, WorkflowSpec
+from tideflow.core.naming import idempotent_run_name, random_run_name
 
-__all__ = ["get_run", "get_workflow", "update_spec", "validated_spec", "wait_for"]
+__all__ = [
+    "StoredRun",
+    "get_run",
+    "get_workflow",
+    "same_request",
+    "store_run",
+    "update_spec",
+    "validated_spec",
+    "wait_for",
+]
 
 JSON = dict[str, Any]
 _WRITE_ATTEMPTS = 5
@@ -110,3 +122,85 @@ async def wait_for(
         await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
         obj = await fetch()
     return obj
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A WorkflowRun stored by :func:`store_run`; ``replayed`` when an idempotency key found it."""
+
+    obj: JSON
+    replayed: bool
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+
+async def store_run(
+    context: Context,
+    principal: Principal,
+    workflow: str,
+    spec: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    compare: tuple[str, ...] = ("triggerType", "inputs"),
+    name: Callable[[str], str] = random_run_name,
+) -> StoredRun:
+    """Create a Pending WorkflowRun of ``workflow`` (store first: nothing runs before it exists).
+
+    With an idempotency key the run is named :func:`idempotent_run_name` (``workflow``, key): a second
+    request with the key finds the first run (``replayed``), and a 422 ``idempotency_key_reused`` names
+    the ``compare`` fields of the spec that differ from it. Without one the name comes from ``name``.
+    """
+    try:
+        run_spec = WorkflowRunSpec.model_validate(
+            {**spec, "workflowRef": {"name": workflow}, "idempotencyKey": idempotency_key}
+        ).to_dict()
+    except ValidationError as exc:
+        details = [ErrorDetail(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in exc.errors()]
+        raise ApiError(
+            422, f"invalid run: {details[0].path}: {details[0].message}", details=details
+        ) from None
+    for _ in range(5):
+        run_name = idempotent_run_name(workflow, idempotency_key) if idempotency_key else name(workflow)
+        body = {
+            "apiVersion": names.API_VERSION,
+            "kind": names.WORKFLOWRUN_KIND,
+            "metadata": {
+                "name": run_name,
+                "labels": {
+                    names.LABEL_WORKFLOW: workflow,
+                    names.LABEL_TRIGGER_TYPE: run_spec["triggerType"],
+                    names.LABEL_PART_OF: names.PART_OF,
+                },
+            },
+            "spec": run_spec,
+        }
+        try:
+            return StoredRun(await context.kube.create(WORKFLOWRUNS, principal.org, body), replayed=False)
+        except Conflict:
+            if not idempotency_key:
+                continue  # a random name that is taken: draw another
+            try:
+                existing = await context.kube.get(WORKFLOWRUNS, principal.org, run_name)
+            except NotFound:
+                continue  # deleted in between: create it again
+            same_request(existing, {key: run_spec.get(key) for key in compare})
+            return StoredRun(existing, replayed=True)
+    raise ApiError(503, "could not find a free run name; retry", headers={"Retry-After": "1"})
+
+
+def same_request(run: JSON, expected: Mapping[str, Any]) -> None:
+    """422 when a run stored under an idempotency key was asked for with another body."""
+    spec = run.get("spec") or {}
+    differing = [key for key, value in expected.items() if spec.get(key) != value]
+    if differing:
+        raise ApiError(
+            422,
+            "this Idempotency-Key was used with a different request",
+            code="idempotency_key_reused",
+            details=[
+                ErrorDetail(path=f"body.{key}", message="differs from the original request")
+                for key in differing
+            ],
+        )

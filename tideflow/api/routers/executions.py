@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -22,12 +22,20 @@ from tideflow.api.context import Context, ContextDep
 from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.proxy import RuntimeProxy, runtime_error
-from tideflow.api.schemas import ApiModel, ExecutionList, ExecutionOut, ExecutionStatus, execution_out
-from tideflow.api.store import JSON, get_run, get_workflow, wait_for
+from tideflow.api.schemas import (
+    REPLAYED,
+    ApiModel,
+    ExecutionList,
+    ExecutionOut,
+    ExecutionStatus,
+    IdempotencyKey,
+    execution_out,
+)
+from tideflow.api.store import JSON, get_run, get_workflow, same_request, store_run, wait_for
 from tideflow.core import names
-from tideflow.core.kube import WORKFLOWRUNS, Conflict, NotFound
-from tideflow.core.models import TriggerType, WorkflowDefinition, WorkflowRunSpec
-from tideflow.core.naming import idempotent_run_name, random_run_name
+from tideflow.core.kube import WORKFLOWRUNS
+from tideflow.core.models import TriggerType, WorkflowDefinition
+from tideflow.core.naming import idempotent_run_name
 from tideflow.core.validation import validate_workflow
 
 router = APIRouter(
@@ -51,45 +59,12 @@ router = APIRouter(
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
 Executor = Annotated[Principal, Depends(require(Scope.EXECUTE))]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=256,
-        description="Retries with the same key within 24 hours return the original run.",
-    ),
-]
-_REPLAYED = {"Idempotent-Replayed": "true"}
 
 
 def _answer(
     model: ApiModel | ExecutionOut, status: int, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", by_alias=True), status_code=status, headers=headers)
-
-
-async def _existing(context: Context, principal: Principal, name: str) -> JSON | None:
-    try:
-        return await context.kube.get(WORKFLOWRUNS, principal.org, name)
-    except NotFound:
-        return None
-
-
-def _same_request(run: JSON, expected: dict[str, Any]) -> None:
-    """422 when a run stored under an idempotency key was asked for with another body."""
-    spec = run.get("spec") or {}
-    differing = [key for key, value in expected.items() if spec.get(key) != value]
-    if differing:
-        raise ApiError(
-            422,
-            "this Idempotency-Key was used with a different request body",
-            code="idempotency_key_reused",
-            details=[
-                ErrorDetail(path=f"body.{key}", message="differs from the original request")
-                for key in differing
-            ],
-        )
 
 
 class ExecuteRequest(ApiModel):
@@ -135,51 +110,22 @@ async def execute(
         raise ApiError(
             422, f"the definition is not valid: {details[0].path}: {details[0].message}", details=details
         )
-    workflow = ids.workflow_name(workflow_id)
-    run_spec = WorkflowRunSpec.model_validate(
+    stored = await store_run(
+        context,
+        principal,
+        ids.workflow_name(workflow_id),
         {
-            "workflowRef": {"name": workflow},
             "triggerType": TriggerType.MANUAL.value,
             "inputs": body.trigger_inputs,
-            "idempotencyKey": idempotency_key,
             "definition": definition.to_dict(),
-        }
-    ).to_dict()
-    for _ in range(5):
-        name = (
-            idempotent_run_name(workflow, idempotency_key) if idempotency_key else random_run_name(workflow)
-        )
-        run = {
-            "apiVersion": names.API_VERSION,
-            "kind": names.WORKFLOWRUN_KIND,
-            "metadata": {
-                "name": name,
-                "labels": {
-                    names.LABEL_WORKFLOW: workflow,
-                    names.LABEL_TRIGGER_TYPE: TriggerType.MANUAL.value,
-                    names.LABEL_PART_OF: names.PART_OF,
-                },
-            },
-            "spec": run_spec,
-        }
-        try:
-            created = await context.kube.create(WORKFLOWRUNS, principal.org, run)
-        except Conflict:
-            if not idempotency_key:
-                continue
-            existing = await _existing(context, principal, name)
-            if existing is None:
-                continue
-            _same_request(
-                existing, {"inputs": run_spec.get("inputs", {}), "definition": run_spec["definition"]}
-            )
-            answer = ExecutionCreated(
-                execution_id=ids.execution_id(name), status=execution_out(existing).status
-            )
-            return _answer(answer, 201, _REPLAYED)
-        answer = ExecutionCreated(execution_id=ids.execution_id(name), status=execution_out(created).status)
-        return _answer(answer, 201)
-    raise ApiError(503, "could not find a free run name; retry", headers={"Retry-After": "1"})
+        },
+        idempotency_key=idempotency_key,
+        compare=("triggerType", "inputs", "definition"),
+    )
+    answer = ExecutionCreated(
+        execution_id=ids.execution_id(stored.name), status=execution_out(stored.obj).status
+    )
+    return _answer(answer, 201, REPLAYED if stored.replayed else None)
 
 
 class TriggerRequest(ApiModel):
@@ -217,7 +163,7 @@ async def _finished(context: Context, principal: Principal, name: str) -> JSON:
 async def _trigger_answer(
     context: Context, principal: Principal, name: str, *, created: bool, sync: bool, replayed: bool
 ) -> JSONResponse:
-    headers = _REPLAYED if replayed else None
+    headers = REPLAYED if replayed else None
     if sync:
         run = await _finished(context, principal, name)
         out = execution_out(run)
@@ -253,9 +199,11 @@ async def trigger(
         )
     workflow = ids.workflow_name(workflow_id)
     if idempotency_key:
-        existing = await _existing(context, principal, idempotent_run_name(workflow, idempotency_key))
+        existing = await context.kube.get_or_none(
+            WORKFLOWRUNS, principal.org, idempotent_run_name(workflow, idempotency_key)
+        )
         if existing is not None:
-            _same_request(existing, {"inputs": body.inputs, "triggerType": body.trigger_type.value})
+            same_request(existing, {"inputs": body.inputs, "triggerType": body.trigger_type.value})
             name = str(existing["metadata"]["name"])
             return await _trigger_answer(
                 context, principal, name, created=False, sync=body.sync, replayed=True

@@ -141,5 +141,12 @@ def test_the_build_context_holds_only_what_the_build_copies() -> None:
     assert copied == ["pyproject.toml", "constraints.txt", "README.md", "tideflow"]
     for path in ("pyproject.toml", "constraints.txt", "README.md", "tideflow/operator/main.py"):
         assert not _ignored(path, patterns), path
-    for path in (".git/config", ".venv/bin/python", ".sandbox/state", "tests/unit/__init__.py", "charts/x"):
+    for path in (
+        ".git/config",
+        ".venv/bin/python",
+        ".sandbox/state",
+        "tests/unit/__init__.py",
+        "charts/x",
+        "tideflow/core/__pycache__/names.cpython-311.pyc",
+    ):
         assert _ignored(path, patterns), path

@@ -234,15 +234,15 @@ def test_events_run_every_matching_active_workflow(stack: Stack) -> None:
             "/api/v1/workflows/events", json={"event_type": "order.created", "source": "pos"}
         ).json()
         assert [r["workflowId"] for r in other["results"]] == [any_source]
+
+        def completed(execution_id: str) -> bool:
+            return bool(
+                api.get(f"/api/v1/workflows/executions/{execution_id}").json()["status"] == "completed"
+            )
+
         for result in body["results"]:
             execution_id = result["executionId"]
-            wait_for(
-                lambda e=execution_id: (
-                    api.get(f"/api/v1/workflows/executions/{e}").json()["status"] == "completed"
-                ),
-                timeout=60,
-                what=f"{execution_id} to complete",
-            )
+            wait_for(lambda: completed(execution_id), timeout=60, what=f"{execution_id} to complete")  # noqa: B023
         assert _runs(stack, other_type) == []
         assert _runs(stack, paused) == []
         assert api.post("/api/v1/workflows/events", json={"event_data": {}}).status_code == 422

@@ -23,15 +23,12 @@ from tideflow.api.context import Context
 from tideflow.api.keys import KeyRing
 from tideflow.api.metrics import ApiMetrics
 from tideflow.api.routers import (
+    altostrat,
     deployment,
     executions,
-    graph,
     health,
     keys,
-    library,
-    sharing,
     triggers,
-    versions,
     workflows,
 )
 from tideflow.api.settings import ApiSettings
@@ -101,14 +98,11 @@ def create_app(
     errors.install(app)
     app.include_router(executions.executions)
     # Before workflows.router, whose GET /{workflow_id} would take /templates, /stats and /discover.
-    app.include_router(library.router)
-    app.include_router(versions.router)
-    app.include_router(sharing.router)
     app.include_router(workflows.router)
     app.include_router(deployment.router)
-    app.include_router(graph.router)
     app.include_router(executions.router)
     app.include_router(triggers.router)
+    app.include_router(altostrat.router)
     app.include_router(keys.router)
     app.include_router(health.router)
 

@@ -26,6 +26,7 @@ from tideflow.api.routers import (
     altostrat,
     deployment,
     executions,
+    graph,
     health,
     keys,
     triggers,
@@ -100,6 +101,7 @@ def create_app(
     # Before workflows.router, whose GET /{workflow_id} would take /templates, /stats and /discover.
     app.include_router(workflows.router)
     app.include_router(deployment.router)
+    app.include_router(graph.router)
     app.include_router(executions.router)
     app.include_router(triggers.router)
     app.include_router(altostrat.router)

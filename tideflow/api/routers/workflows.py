@@ -169,15 +169,11 @@ async def delete(context: ContextDep, principal: Writer, workflow_id: str) -> Re
 )
 async def duplicate(context: ContextDep, principal: Writer, workflow_id: str) -> WorkflowCreated:
     source = await get_workflow(context, principal, workflow_id)
-    spec = dict(source.get("spec") or {})
-    title = str(spec.get("displayName") or (source.get("metadata") or {}).get("name"))
-    copy_of = {key: value for key, value in spec.items() if key not in ("sharedWith", "isPublic", "replicas")}
+    spec = source.get("spec") or {}
+    title = str(spec.get("displayName") or source["metadata"]["name"])
+    copied = ("description", "tags", "nodes", "connections", "settings", "schedule", "lifecycle")
     body = WorkflowCreate.model_validate(
-        {
-            "name": f"{title} (copy)"[:253],
-            **{k: v for k, v in copy_of.items() if k in ("description", "tags", "nodes", "connections")},
-            **{k: v for k, v in copy_of.items() if k in ("settings", "schedule", "lifecycle")},
-        }
+        {"name": f"{title} (copy)"[:253], **{key: spec[key] for key in copied if key in spec}}
     )
     return await create_workflow(context, principal, body)
 

@@ -164,12 +164,17 @@ def deployment(workflow: JSON, spec: WorkflowSpec, settings: OperatorSettings, r
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "http"},
             "periodSeconds": 2,
+            "timeoutSeconds": 2,
             "failureThreshold": 3,
         },
         "livenessProbe": {
             "httpGet": {"path": "/healthz", "port": "http"},
             "initialDelaySeconds": 5,
             "periodSeconds": 10,
+            # A busy Python process can take more than the default second to answer: only a runtime
+            # that stays unanswering for three checks in a row (25 s after its start at the earliest)
+            # is restarted.
+            "timeoutSeconds": 5,
             "failureThreshold": 3,
         },
         "resources": _resources(spec.runtime),

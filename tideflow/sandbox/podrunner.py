@@ -13,7 +13,10 @@ What a Pod gets, and how it differs from a real node:
   that appears at the start of an env value or of the working directory is rewritten to
   that directory (there is no mount namespace); ``KUBECONFIG`` points at the sandbox;
 * readiness from an ``httpGet`` or ``tcpSocket`` probe (or ready once started); liveness
-  ``httpGet``/``tcpSocket`` probes restart the container after ``failureThreshold`` failures;
+  ``httpGet``/``tcpSocket`` probes restart the container after ``failureThreshold`` failures in a row;
+  each probe on its own ``initialDelaySeconds``, ``periodSeconds``, ``timeoutSeconds``,
+  ``failureThreshold`` and ``successThreshold`` (Kubernetes' defaults when unset), except that a
+  readiness probe that is failing is retried every second (a pod becomes ready sooner, never later);
 * ``restartPolicy`` with a back-off of 1 s doubling to 30 s (a kubelet's is 10 s to 5 min);
 * graceful deletion: SIGTERM to the process group, SIGKILL after the grace period, then the Pod
   is removed; stdout and stderr go to a log file that ``kubectl logs`` reads.
@@ -31,6 +34,8 @@ import os
 import random
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -295,33 +300,46 @@ class PodRunner:
         state: JSON,
         process: asyncio.subprocess.Process,
     ) -> None:
+        """Run the container's readiness and liveness probes, each on its own timings."""
         readiness = container.get("readinessProbe")
         liveness = container.get("livenessProbe")
-        ready = False
-        failures = 0
         if readiness is None:
-            ready = True
             self._set_container(pod, name, ready=True, restarts=restarts, state=state, phase="Running")
-        await asyncio.sleep(float((readiness or liveness or {}).get("initialDelaySeconds", 0)))
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-            while process.returncode is None:
-                if readiness is not None:
-                    ok = await _check(session, readiness, container, pod_ip)
-                    if ok != ready:
-                        ready = ok
-                        self._set_container(
-                            pod, name, ready=ready, restarts=restarts, state=state, phase="Running"
-                        )
-                if liveness is not None:
-                    alive = await _check(session, liveness, container, pod_ip)
-                    failures = 0 if alive else failures + 1
-                    if failures >= int(liveness.get("failureThreshold", 3)):
-                        logger.info("liveness probe failed for %s: restarting", pod["metadata"]["name"])
-                        with contextlib.suppress(ProcessLookupError):
-                            os.killpg(process.pid, signal.SIGKILL)
-                        return
-                period = float((readiness or liveness or {}).get("periodSeconds", 10))
-                await asyncio.sleep(min(period, 1.0) if not ready else period)
+
+        def set_ready(ready: bool) -> None:
+            self._set_container(pod, name, ready=ready, restarts=restarts, state=state, phase="Running")
+
+        def restart(_: bool) -> None:
+            logger.info("liveness probe failed for %s: restarting", pod["metadata"]["name"])
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+        def running() -> bool:
+            return process.returncode is None
+
+        loops = []
+        if readiness is not None:
+            loops.append(
+                run_probe(
+                    ProbeTiming.of(readiness),
+                    _checker(readiness, container, pod_ip),
+                    set_ready,
+                    running,
+                    initially=False,
+                    fast_while_failing=True,
+                )
+            )
+        if liveness is not None:
+            loops.append(
+                run_probe(
+                    ProbeTiming.of(liveness),
+                    _checker(liveness, container, pod_ip),
+                    restart,
+                    running,
+                    stop_on_failure=True,
+                )
+            )
+        await asyncio.gather(*loops)
 
     def _set_container(
         self,
@@ -521,6 +539,93 @@ async def _terminate(process: asyncio.subprocess.Process, grace: float) -> None:
         await process.wait()
 
 
+@dataclass(frozen=True)
+class ProbeTiming:
+    """One probe's timings, with the Kubernetes defaults for the fields it leaves out."""
+
+    initial_delay: float = 0.0
+    period: float = 10.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+    success_threshold: int = 1
+
+    @classmethod
+    def of(cls, probe: JSON) -> ProbeTiming:
+        return cls(
+            initial_delay=max(float(probe.get("initialDelaySeconds", 0)), 0.0),
+            period=max(float(probe.get("periodSeconds", 10)), 1.0),
+            timeout=max(float(probe.get("timeoutSeconds", 1)), 1.0),
+            failure_threshold=max(int(probe.get("failureThreshold", 3)), 1),
+            success_threshold=max(int(probe.get("successThreshold", 1)), 1),
+        )
+
+
+class ProbeState:
+    """Consecutive results of one probe: the state flips after a threshold of the other result."""
+
+    def __init__(self, timing: ProbeTiming, initially: bool) -> None:
+        self.timing = timing
+        self.state = initially
+        self._streak = 0
+
+    def observe(self, ok: bool) -> bool | None:
+        """Take one result; the new state when it flips, else ``None``."""
+        if ok == self.state:
+            self._streak = 0
+            return None
+        self._streak += 1
+        threshold = self.timing.success_threshold if ok else self.timing.failure_threshold
+        if self._streak < threshold:
+            return None
+        self.state, self._streak = ok, 0
+        return ok
+
+
+async def run_probe(
+    timing: ProbeTiming,
+    check: Callable[[], Awaitable[bool]],
+    on_change: Callable[[bool], None],
+    running: Callable[[], bool],
+    *,
+    initially: bool = True,
+    stop_on_failure: bool = False,
+    fast_while_failing: bool = False,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Probe like a kubelet: after ``initial_delay``, every ``period``, each check within ``timeout``.
+
+    ``on_change`` gets the new state when ``failure_threshold`` failures (or ``success_threshold``
+    successes) in a row flip it. A liveness probe starts alive and, with ``stop_on_failure``, ends
+    once it reports a failure (the container is restarted, and a new one gets new probes). A
+    readiness probe starts not ready; with ``fast_while_failing`` it checks every second at most
+    while not ready (the sandbox's only deviation: pods become ready sooner, never later).
+    """
+    state = ProbeState(timing, initially)
+    await sleep(timing.initial_delay)
+    while running():
+        flipped = state.observe(await check())
+        if flipped is not None:
+            on_change(flipped)
+            if stop_on_failure and not flipped:
+                return
+        period = min(timing.period, 1.0) if fast_while_failing and not state.state else timing.period
+        await sleep(period)
+
+
+def _checker(probe: JSON, container: JSON, pod_ip: str) -> Callable[[], Awaitable[bool]]:
+    """One check of ``probe``, failed when it takes longer than the probe's ``timeoutSeconds``."""
+    seconds = ProbeTiming.of(probe).timeout
+
+    async def check() -> bool:
+        try:
+            async with asyncio.timeout(seconds), aiohttp.ClientSession() as session:
+                return await _check(session, probe, container, pod_ip)
+        except TimeoutError:
+            return False
+
+    return check
+
+
 async def _check(session: aiohttp.ClientSession, probe: JSON, container: JSON, pod_ip: str) -> bool:
     def port_of(value: Any) -> int:
         if isinstance(value, int):
@@ -537,11 +642,8 @@ async def _check(session: aiohttp.ClientSession, probe: JSON, container: JSON, p
             async with session.get(url) as response:
                 return 200 <= response.status < 400
         if "tcpSocket" in probe:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    probe["tcpSocket"].get("host") or pod_ip, port_of(probe["tcpSocket"].get("port"))
-                ),
-                timeout=2,
+            _, writer = await asyncio.open_connection(
+                probe["tcpSocket"].get("host") or pod_ip, port_of(probe["tcpSocket"].get("port"))
             )
             writer.close()
             return True

@@ -267,6 +267,14 @@ def test_probes_check_readyz_and_healthz_on_the_named_port() -> None:
     assert liveness["port"] in port_names
 
 
+def test_liveness_leaves_a_slow_runtime_time_to_start_and_answer() -> None:
+    """Killed only when unanswering for failureThreshold checks in a row, 25 s after start at the earliest."""
+    probe = container_of(deployment_of(stored_workflow()))["livenessProbe"]
+    earliest_kill = probe["initialDelaySeconds"] + (probe["failureThreshold"] - 1) * probe["periodSeconds"]
+    assert earliest_kill >= 25
+    assert probe["timeoutSeconds"] >= 5
+
+
 def test_the_container_follows_the_settings() -> None:
     settings = OperatorSettings(
         runtime_image="registry.example.com/tideflow:9.9.9",

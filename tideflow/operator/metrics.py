@@ -11,6 +11,14 @@ from prometheus_client import Counter, Gauge, Histogram
 from tideflow.core.clock import parse_time
 
 RECONCILES = Counter("tideflow_operator_reconciles_total", "Workflow reconciles by outcome.", ["outcome"])
+RECONCILE_RETRIES = Counter(
+    "tideflow_operator_reconcile_retries_total",
+    "Failed reconciles re-queued with back-off (each failure counts once).",
+)
+RECONCILES_COALESCED = Counter(
+    "tideflow_operator_reconciles_coalesced_total",
+    "Reconcile requests that joined one already waiting for its turn (no reconcile of their own).",
+)
 RECONCILE_SECONDS = Histogram("tideflow_operator_reconcile_duration_seconds", "Duration of one reconcile.")
 CHILD_WRITES = Counter("tideflow_operator_child_writes_total", "Writes to owned objects.", ["kind", "action"])
 EVENTS = Counter("tideflow_operator_events_total", "Kubernetes Events recorded on Workflows.", ["reason"])

@@ -6,11 +6,17 @@ writes nothing. Calls for one Workflow are serialised by a lock; a 409 from a co
 restarts the reconcile from a fresh read, a bounded number of times. A child is written only when
 its ``tideflow.io/spec-hash`` (or, for the Deployment, its replicas) differs from the desired one,
 so whoever edits a child by hand is reverted on the next reconcile.
+
+Each Workflow has one timer (:mod:`tideflow.operator.requeue`): a reconcile that succeeds arms it for
+the moment its plan names (a fire time, a lifecycle transition), exactly; one that fails arms it for
+a retry with exponential back-off, so a failure at a fire time does not stall the schedule until the
+next resync.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import socket
 import time
@@ -22,7 +28,7 @@ import httpx
 from tideflow.core import kube, names
 from tideflow.core.clock import Clock, format_time
 from tideflow.core.kube import KubeClient, KubeError
-from tideflow.operator import builders, metrics
+from tideflow.operator import builders, metrics, requeue
 from tideflow.operator.planning import Event, Observed, plan, status_patch
 from tideflow.operator.settings import OperatorSettings
 
@@ -40,49 +46,98 @@ class Reconciler:
         self.settings = settings
         self.clock = clock
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # A reconcile asked for but not started yet, per Workflow: later requests join it.
+        self._queued: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._failures: dict[tuple[str, str], int] = {}  # failed reconciles in a row
+        self._idle_wakeups: dict[tuple[str, str], int] = {}  # timer wake-ups in a row that did nothing
+        # The moment the last successful plan asked to be reconciled again at.
+        self._planned: dict[tuple[str, str], dt.datetime | None] = {}
         # Every reconcile, whatever triggered it (watch events, timers, the resync), shares one limit.
         self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self._background: set[asyncio.Future[None]] = set()
         self._instance = socket.gethostname()
 
     def forget(self, namespace: str, name: str) -> None:
-        self._locks.pop((namespace, name), None)
-        timer = self._timers.pop((namespace, name), None)
+        key = (namespace, name)
+        self._locks.pop(key, None)
+        self._failures.pop(key, None)
+        self._idle_wakeups.pop(key, None)
+        self._planned.pop(key, None)
+        timer = self._timers.pop(key, None)
         if timer is not None:
             timer.cancel()
 
-    async def reconcile(self, namespace: str, name: str) -> None:
-        lock = self._locks.setdefault((namespace, name), asyncio.Lock())
-        async with lock, self._slots:
-            started = time.perf_counter()
-            outcome = "ok"
-            try:
-                for attempt in range(_CONFLICT_RETRIES):
-                    try:
-                        await self._reconcile(namespace, name)
-                        return
-                    except kube.Conflict:
-                        outcome = "conflict"
-                        if attempt == _CONFLICT_RETRIES - 1:
-                            raise
-                        logger.debug(
-                            "conflict reconciling %s/%s; retrying from a fresh read", namespace, name
-                        )
-            except (KubeError, httpx.HTTPError) as exc:  # transient: the next event or resync retries
-                outcome = "error"
-                logger.warning("reconcile of %s/%s failed: %s", namespace, name, exc)
-            except Exception:
-                outcome = "error"
-                logger.exception("reconcile of %s/%s crashed", namespace, name)
-            finally:
-                metrics.RECONCILES.labels(outcome).inc()
-                metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+    async def reconcile(self, namespace: str, name: str, *, woken: bool = False) -> None:
+        """Reconcile one Workflow; ``woken`` when its own timer (not an event or the resync) asked.
 
-    async def _reconcile(self, namespace: str, name: str) -> None:
+        Requests that arrive while a reconcile of the same Workflow waits for its turn (the lock held
+        by the one in flight, or a free slot) join that one instead of queueing another: it has not
+        read anything yet, so it sees whatever they were about. A burst of watch events costs one
+        reconcile, not one each.
+        """
+        key = (namespace, name)
+        queued = self._queued.get(key)
+        if queued is not None:
+            metrics.RECONCILES_COALESCED.inc()
+            await asyncio.shield(queued)
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queued[key] = turn
+        try:
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock, self._slots:
+                if self._queued.get(key) is turn:
+                    del self._queued[key]  # started: what happens from now on needs another reconcile
+                await self._reconcile_once(key, woken=woken)
+        finally:
+            if self._queued.get(key) is turn:
+                del self._queued[key]
+            if not turn.done():
+                turn.set_result(None)
+
+    async def _reconcile_once(self, key: tuple[str, str], *, woken: bool) -> None:
+        namespace, name = key
+        started = time.perf_counter()
+        outcome = "ok"
+        acted, at = False, None
+        try:
+            at, acted, conflicts = await self._reconcile_fresh(namespace, name)
+            outcome = "conflict" if conflicts else "ok"
+        except (KubeError, httpx.HTTPError) as exc:  # transient: retried with back-off
+            outcome = "error"
+            logger.warning("reconcile of %s/%s failed: %s", namespace, name, exc)
+        except Exception:
+            outcome = "error"
+            logger.exception("reconcile of %s/%s crashed", namespace, name)
+        finally:
+            metrics.RECONCILES.labels(outcome).inc()
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+        if outcome == "error":
+            self._retry_later(key)
+            return
+        self._failures.pop(key, None)
+        idle = requeue.idle_wakeups(self._idle_wakeups.get(key, 0), woken=woken, acted=acted)
+        self._idle_wakeups[key] = idle
+        self._requeue(key, at, idle)
+
+    async def _reconcile_fresh(self, namespace: str, name: str) -> tuple[dt.datetime | None, bool, int]:
+        """:meth:`_reconcile`, restarted from a fresh read on a 409; also returns how many 409s."""
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                at, acted = await self._reconcile(namespace, name)
+                return at, acted, attempt
+            except kube.Conflict:
+                if attempt == _CONFLICT_RETRIES - 1:
+                    raise
+                logger.debug("conflict reconciling %s/%s; retrying from a fresh read", namespace, name)
+        raise AssertionError("unreachable: the last conflict is raised")
+
+    async def _reconcile(self, namespace: str, name: str) -> tuple[dt.datetime | None, bool]:
+        """One pass; returns when to come back on its own, and whether it wrote anything."""
         workflow = await self.client.get_or_none(kube.WORKFLOWS, namespace, name)
         if workflow is None or workflow["metadata"].get("deletionTimestamp"):
-            return  # its children go with it: they are owned, the garbage collector removes them
+            return None, False  # its children are owned: the garbage collector removes them
         observed = await self._observe(workflow)
         result = plan(workflow, observed, self.clock(), self.settings)
         current = {
@@ -90,18 +145,21 @@ class Reconciler:
             "Service": observed.service,
             "Deployment": observed.deployment,
         }
+        acted = False
         if result.remove_children:
             for kind, child in current.items():
                 if child is not None:
                     await self._delete(_KINDS[kind], namespace, child["metadata"]["name"])
+                    acted = True
         for desired in result.children:
-            await self._apply(desired, current[desired["kind"]])
+            acted = await self._apply(desired, current[desired["kind"]]) or acted
         # Runs first, the checkpoint (in the status) after: a crash in between re-creates nothing
         # but 409s, while the other order could lose a fire time.
         for run in result.create_runs:
             await self._create_run(run)
         for run_name in result.cancel_runs:
             await self._cancel_run(namespace, run_name)
+        acted = acted or bool(result.create_runs or result.cancel_runs)
         for skip in result.skipped:
             metrics.SCHEDULE_SKIPPED.labels(skip.reason).inc()
         patch = status_patch(workflow.get("status") or {}, result.status)
@@ -111,22 +169,43 @@ class Reconciler:
                 "status": patch,
             }
             await self.client.patch(kube.WORKFLOWS, namespace, name, patch_body, subresource="status")
+            acted = True
         for event in result.events:
             await self._record(workflow, event)
-        self._requeue(namespace, name, result.requeue_at)
+        return result.requeue_at, acted
 
-    def _requeue(self, namespace: str, name: str, at: Any) -> None:
+    def _requeue(self, key: tuple[str, str], at: dt.datetime | None, idle_wakeups: int) -> None:
         """Reconcile again at ``at`` (a fire time, a window boundary), not only at the next resync."""
-        previous = self._timers.pop((namespace, name), None)
+        self._planned[key] = at
+        if at is None:
+            self._arm(key, None)
+            return
+        self._arm(key, requeue.wake_delay(at, self.clock(), idle_wakeups))
+
+    def _retry_later(self, key: tuple[str, str]) -> None:
+        """After a failed reconcile: try again with back-off (or at the planned moment, if sooner)."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = requeue.retry_wake_delay(failures, self._planned.get(key), self.clock())
+        metrics.RECONCILE_RETRIES.inc()
+        logger.warning(
+            "reconcile of %s/%s failed %d time(s) in a row; retrying in %.2fs", *key, failures, delay
+        )
+        self._arm(key, delay)
+
+    def _arm(self, key: tuple[str, str], delay: float | None) -> None:
+        previous = self._timers.pop(key, None)
         if previous is not None:
             previous.cancel()
-        if at is None:
+        if delay is None:
             return
-        delay = min(max((at - self.clock()).total_seconds(), 0.5), 3600.0)
-        loop = asyncio.get_running_loop()
-        self._timers[(namespace, name)] = loop.call_later(
-            delay, lambda: self._background.add(asyncio.ensure_future(self.reconcile(namespace, name)))
-        )
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, self._wake, key)
+
+    def _wake(self, key: tuple[str, str]) -> None:
+        self._timers.pop(key, None)
+        task = asyncio.ensure_future(self.reconcile(*key, woken=True))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _create_run(self, run: JSON) -> None:
         try:
@@ -197,26 +276,28 @@ class Reconciler:
         pending = sum(1 for run in active if (run.get("status") or {}).get("phase", "Pending") == "Pending")
         return Observed(config_map, deployment, service, pending, len(active) - pending, active)
 
-    async def _apply(self, desired: JSON, existing: JSON | None) -> None:
+    async def _apply(self, desired: JSON, existing: JSON | None) -> bool:
+        """Create or replace the child when it differs; whether anything was written."""
         resource = _KINDS[desired["kind"]]
         namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
         if existing is None:
             await self.client.create(resource, namespace, desired)
             metrics.CHILD_WRITES.labels(desired["kind"], "create").inc()
-            return
+            return True
         wanted_hash = desired["metadata"]["annotations"][builders.SPEC_HASH]
         have_hash = (existing["metadata"].get("annotations") or {}).get(builders.SPEC_HASH)
         replicas_drifted = desired["kind"] == "Deployment" and (
             existing.get("spec", {}).get("replicas") != desired["spec"]["replicas"]
         )
         if have_hash == wanted_hash and not replicas_drifted:
-            return
+            return False
         body = {
             **desired,
             "metadata": {**desired["metadata"], "resourceVersion": existing["metadata"]["resourceVersion"]},
         }
         await self.client.replace(resource, namespace, name, body)
         metrics.CHILD_WRITES.labels(desired["kind"], "update").inc()
+        return True
 
     async def _delete(self, resource: kube.Resource, namespace: str, name: str) -> None:
         try:

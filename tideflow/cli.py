@@ -1,7 +1,7 @@
 """The ``tideflow`` command: run a Workflow manifest locally with the engine, or validate it.
 
     tideflow [-v] run FILE [--input JSON] [--trigger-type TYPE] [--approve | --reject] [--timeout SECONDS]
-    tideflow [-v] validate FILE
+    tideflow [-v] validate FILE [--next N] [--from TIME]
 
 ``FILE`` is a YAML or JSON manifest (``-`` reads standard input) holding a ``Workflow`` (the first one,
 or the one named with ``--name``), or a bare definition (``nodes``, ``connections``, ``settings``) like
@@ -9,6 +9,9 @@ the runtime's mounted ``definition.json``. ``run`` needs no cluster: it executes
 process, prints one line per node start and finish (status and duration) and the run log to standard
 error, and the run's output as JSON to standard output. HTTP nodes obey the same SSRF rules as in a
 runtime (``TIDEFLOW_HTTP_ALLOWLIST``), and secrets come from ``TIDEFLOW_SECRET_<NAME>_<KEY>`` variables.
+``validate`` reports the graph's and the schedule's issues on standard error and, for a Workflow with a
+schedule, prints on standard output whether the schedule is active (and why not) and its next fire
+times (``--next``, 5 by default) in the schedule's time zone and in UTC, from now or ``--from``.
 
 Exit status: 0 the run completed (``validate``: no errors), 1 it failed or was cancelled (``validate``:
 errors), 2 the command line or the file is unusable, 3 the run waits for an approval (pass ``--approve``
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import secrets
@@ -27,11 +31,22 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import ValidationError
 
-from tideflow.core.models import RunPhase, TriggerType, Workflow, WorkflowDefinition
+from tideflow.core import schedules
+from tideflow.core.clock import parse_time
+from tideflow.core.models import (
+    RunPhase,
+    Schedule,
+    ScheduleType,
+    TriggerType,
+    Workflow,
+    WorkflowDefinition,
+    WorkflowSpec,
+)
 from tideflow.core.validation import validate_workflow
 from tideflow.runtime.engine import (
     ProgressEvent,
@@ -43,7 +58,7 @@ from tideflow.runtime.engine import (
 )
 from tideflow.runtime.nodes.base import Services
 
-__all__ = ["ManifestError", "ProgressPrinter", "load_manifest", "main"]
+__all__ = ["ManifestError", "ProgressPrinter", "load_manifest", "load_workflow", "main", "schedule_preview"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -72,6 +87,14 @@ def _model_issues(exc: ValidationError, prefix: str) -> list[tuple[str, str]]:
 
 def load_manifest(source: str, name: str | None = None) -> tuple[str, WorkflowDefinition]:
     """The workflow's name and definition from a manifest file (``-`` is standard input)."""
+    workflow_name, definition, _ = load_workflow(source, name)
+    return workflow_name, definition
+
+
+def load_workflow(
+    source: str, name: str | None = None
+) -> tuple[str, WorkflowDefinition, WorkflowSpec | None]:
+    """Like :func:`load_manifest`, plus the whole spec when the file holds a Workflow (not a bare one)."""
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except OSError as exc:
@@ -90,7 +113,8 @@ def load_manifest(source: str, name: str | None = None) -> tuple[str, WorkflowDe
             workflow = Workflow.model_validate(workflows[0])
         except ValidationError as exc:
             raise ManifestError(f"{source}: the Workflow is malformed", _model_issues(exc, "")) from None
-        return str(workflow.metadata.get("name") or Path(source).stem or "workflow"), workflow.spec
+        workflow_name = str(workflow.metadata.get("name") or Path(source).stem or "workflow")
+        return workflow_name, workflow.spec, workflow.spec
     bare = [doc for doc in documents if isinstance(doc, dict) and "nodes" in doc and "kind" not in doc]
     if not bare:
         raise ManifestError(f"{source} holds no Workflow (kind: Workflow) and no definition (nodes: [...])")
@@ -99,7 +123,59 @@ def load_manifest(source: str, name: str | None = None) -> tuple[str, WorkflowDe
         definition = WorkflowDefinition.model_validate({key: bare[0][key] for key in keys if key in bare[0]})
     except ValidationError as exc:
         raise ManifestError(f"{source}: the definition is malformed", _model_issues(exc, "")) from None
-    return name or Path(source).stem or "workflow", definition
+    return name or Path(source).stem or "workflow", definition, None
+
+
+def _describe(schedule: Schedule) -> str:
+    """The schedule in a few words: ``cron "0 9 * * 1-5" in Europe/Berlin``."""
+    kind = schedule.type.value
+    if schedule.type is ScheduleType.INTERVAL:
+        return f"interval every {schedule.value} (UTC-anchored: the time zone does not apply)"
+    what = f'{kind} "{schedule.value}"' if schedule.value else kind
+    if schedule.time:
+        what += f" at {schedule.time}"
+    if schedule.days_of_week:
+        what += f" on days {','.join(str(day) for day in schedule.days_of_week)} (0=Sunday)"
+    if schedule.day_of_month is not None:
+        what += f" on day {schedule.day_of_month}"
+    return f"{what} in {schedule.timezone}"
+
+
+def schedule_preview(spec: WorkflowSpec, *, valid: bool, after: dt.datetime, count: int) -> list[str]:
+    """The lines ``tideflow validate`` prints about the schedule: its state, then the next fire times.
+
+    Each fire time is shown in the schedule's time zone (with the UTC offset and the zone's
+    abbreviation, which tell daylight saving time apart) and in UTC.
+    """
+    schedule = spec.schedule
+    state = schedules.activity(schedule, state=spec.state.value, deployed=spec.deployed is True, valid=valid)
+    if schedule is None or schedule.type is ScheduleType.MANUAL:
+        return [f"schedule: none ({state.message})"]
+    verdict = "active" if state.active else f"not active ({state.reason}): {state.message}"
+    lines = [f"schedule: {_describe(schedule)}", f"schedule is {verdict}"]
+    if schedules.check(schedule):
+        return lines
+    times = schedules.preview(schedule, after, count)
+    zone = ZoneInfo(schedule.timezone)
+    when = "" if state.active else " (once it is active)"
+    lines.append(f"next {len(times)} fire time(s) after {_utc_text(after)}{when}:")
+    for moment in times:
+        local = moment.astimezone(zone)
+        lines.append(
+            f"  {local:%a %Y-%m-%d %H:%M:%S} {local.tzname()} ({_offset(local)})  =  {_utc_text(moment)}"
+        )
+    if len(times) < count:
+        lines.append("  (no later fire time)")
+    return lines
+
+
+def _utc_text(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _offset(moment: dt.datetime) -> str:
+    text = moment.strftime("%z")  # +0530
+    return f"{text[:3]}:{text[3:]}"
 
 
 class ProgressPrinter:
@@ -227,7 +303,12 @@ def _print_issues(
 
 def _validate(args: argparse.Namespace) -> int:
     try:
-        _, definition = load_manifest(args.file, args.name)
+        after = parse_time(args.from_time) if args.from_time else dt.datetime.now(dt.UTC)
+    except ValueError:
+        print(f"tideflow validate: --from: not an RFC 3339 time: {args.from_time!r}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        _, definition, spec = load_workflow(args.file, args.name)
     except ManifestError as exc:
         _print_issues(str(exc), exc.issues, [])
         print(f"{len(exc.issues)} error(s)", file=sys.stderr)
@@ -235,9 +316,22 @@ def _validate(args: argparse.Namespace) -> int:
     result = validate_workflow(definition)
     errors = [(issue.path, issue.message) for issue in result.errors]
     warnings = [(issue.path, issue.message) for issue in result.warnings]
+    if spec is not None and spec.schedule is not None:
+        errors += [(f"spec.schedule.{field}", message) for field, message in schedules.issues(spec.schedule)]
     _print_issues("", errors, warnings)
     print(f"{args.file}: {len(errors)} error(s), {len(warnings)} warning(s)", file=sys.stderr)
+    if spec is not None:
+        valid = not result.errors
+        for line in schedule_preview(spec, valid=valid, after=after, count=args.next):
+            print(line)
     return EXIT_FAILED if errors else EXIT_OK
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be between 0 and 1000")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -259,9 +353,20 @@ def _parser() -> argparse.ArgumentParser:
     decision.add_argument("--approve", action="store_true", help="approve every approval the run reaches")
     decision.add_argument("--reject", action="store_true", help="reject every approval the run reaches")
     run.set_defaults(handler=_run)
-    validate = commands.add_parser("validate", help="print a Workflow manifest's errors and warnings")
+    validate = commands.add_parser(
+        "validate", help="print a Workflow manifest's errors and warnings, and its schedule's next fire times"
+    )
     validate.add_argument("file", help="Workflow manifest (YAML or JSON); - reads standard input")
     validate.add_argument("--name", help="the Workflow to validate when the file holds several")
+    validate.add_argument(
+        "--next", type=_count, default=5, metavar="N", help="how many fire times to preview (default: 5)"
+    )
+    validate.add_argument(
+        "--from",
+        dest="from_time",
+        metavar="TIME",
+        help="preview the fire times after this RFC 3339 instant (default: now)",
+    )
     validate.set_defaults(handler=_validate)
     return parser
 

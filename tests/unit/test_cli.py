@@ -178,3 +178,171 @@ def test_run_reads_a_bare_definition_like_the_mounted_config_map(
     out, err = capsys.readouterr()
     assert json.loads(out) == {"t": {"n": 3}}
     assert "(api)" in err.splitlines()[0]
+
+
+def scheduled(tmp_path: Path, schedule: dict[str, Any], **spec: Any) -> Path:
+    """A Workflow manifest with ``schedule`` (Active and deployed unless ``spec`` says otherwise)."""
+    path = tmp_path / "nightly.yaml"
+    body: dict[str, Any] = {
+        "state": "Active",
+        "deployed": True,
+        "schedule": schedule,
+        "nodes": [
+            {"id": "tick", "type": "schedule_trigger"},
+            {"id": "say", "type": "log", "config": {"message": "tick"}},
+        ],
+        "connections": chain(("tick", "say")),
+        **spec,
+    }
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "tideflow.io/v1alpha1",
+                "kind": "Workflow",
+                "metadata": {"name": "nightly"},
+                "spec": body,
+            }
+        )
+    )
+    return path
+
+
+def fire_lines(out: str) -> list[str]:
+    return [line.strip() for line in out.splitlines() if line.startswith("  ") and "  =  " in line]
+
+
+def test_validate_previews_the_next_fire_times_in_the_zone_and_in_utc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Daily 02:30 in New York across the spring gap of Sunday 8 March 2026 (02:00 -> 03:00)."""
+    path = scheduled(tmp_path, {"type": "daily", "time": "02:30", "timezone": "America/New_York"})
+    assert main(["validate", str(path), "--next", "3", "--from", "2026-03-06T12:00:00Z"]) == 0
+    out, err = capsys.readouterr()
+    assert "0 error(s), 0 warning(s)" in err
+    assert "schedule: daily at 02:30 in America/New_York" in out
+    assert "schedule is active" in out
+    assert "next 3 fire time(s) after 2026-03-06T12:00:00Z:" in out
+    assert fire_lines(out) == [
+        "Sat 2026-03-07 02:30:00 EST (-05:00)  =  2026-03-07T07:30:00Z",
+        "Sun 2026-03-08 03:00:00 EDT (-04:00)  =  2026-03-08T07:00:00Z",  # the gap: its end, once
+        "Mon 2026-03-09 02:30:00 EDT (-04:00)  =  2026-03-09T06:30:00Z",
+    ]
+
+
+def test_validate_previews_five_fire_times_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = scheduled(tmp_path, {"type": "cron", "value": "*/15 9-17 * * 1-5", "timezone": "Asia/Kolkata"})
+    assert main(["validate", str(path), "--from", "2026-01-02T11:50:00Z"]) == 0
+    lines = fire_lines(capsys.readouterr().out)
+    assert lines == [
+        "Fri 2026-01-02 17:30:00 IST (+05:30)  =  2026-01-02T12:00:00Z",
+        "Fri 2026-01-02 17:45:00 IST (+05:30)  =  2026-01-02T12:15:00Z",
+        "Mon 2026-01-05 09:00:00 IST (+05:30)  =  2026-01-05T03:30:00Z",
+        "Mon 2026-01-05 09:15:00 IST (+05:30)  =  2026-01-05T03:45:00Z",
+        "Mon 2026-01-05 09:30:00 IST (+05:30)  =  2026-01-05T04:00:00Z",
+    ]
+
+
+def test_validate_previews_from_now_without_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scheduled(tmp_path, {"type": "interval", "value": "10 seconds"})
+    assert main(["validate", str(path), "--next", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "interval every 10 seconds" in out
+    times = [line.rsplit("=", 1)[1].strip() for line in fire_lines(out)]
+    assert len(times) == 2
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:[0-5]0Z", text) for text in times), times
+
+
+def test_a_paused_or_undeployed_schedule_says_why_it_is_not_active(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    schedule = {"type": "weekly", "time": "08:00", "daysOfWeek": [1], "timezone": "Europe/Berlin"}
+    path = scheduled(tmp_path, schedule, state="Paused")
+    assert main(["validate", str(path), "--next", "1", "--from", "2026-01-01T00:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert "schedule is not active (NotActive): The schedule is paused: the workflow is not Active." in out
+    assert "(once it is active)" in out
+    assert fire_lines(out) == ["Mon 2026-01-05 08:00:00 CET (+01:00)  =  2026-01-05T07:00:00Z"]
+    path = scheduled(tmp_path, schedule, deployed=False)
+    assert main(["validate", str(path), "--next", "1", "--from", "2026-01-01T00:00:00Z"]) == 0
+    assert "schedule is not active (NotDeployed)" in capsys.readouterr().out
+
+
+def test_an_invalid_schedule_is_an_error_with_its_path_and_no_preview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = scheduled(tmp_path, {"type": "daily", "time": "02:30", "timezone": "Mars/Olympus_Mons"})
+    assert main(["validate", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "error: spec.schedule.timezone: " in err
+    assert "1 error(s)" in err
+    assert "schedule is not active (Invalid)" in out
+    assert fire_lines(out) == []
+    path = scheduled(tmp_path, {"type": "interval", "value": "5 seconds"})
+    assert main(["validate", str(path)]) == 1
+    assert "error: spec.schedule.value: " in capsys.readouterr().err
+
+
+def test_a_graph_error_makes_the_schedule_inactive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = scheduled(
+        tmp_path,
+        {"type": "daily", "time": "02:30"},
+        connections=chain(("tick", "nowhere")),
+    )
+    assert main(["validate", str(path), "--next", "1", "--from", "2026-01-01T00:00:00Z"]) == 1
+    out = capsys.readouterr().out
+    assert "schedule is not active (Invalid)" in out
+    assert fire_lines(out) == ["Thu 2026-01-01 02:30:00 UTC (+00:00)  =  2026-01-01T02:30:00Z"]
+
+
+def test_no_schedule_and_bare_definitions_print_no_preview(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = manifest(tmp_path, [{"id": "start", "type": "manual_trigger"}], [])
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == "schedule: none (No schedule: runs start by trigger only.)\n"
+    bare = tmp_path / "definition.json"
+    bare.write_text(json.dumps({"nodes": [{"id": "start", "type": "manual_trigger"}]}))
+    assert main(["validate", str(bare)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("arguments", [["--next", "-1"], ["--next", "1001"], ["--next", "five"]])
+def test_validate_refuses_a_bad_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], arguments: list[str]
+) -> None:
+    path = scheduled(tmp_path, {"type": "daily", "time": "02:30"})
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", str(path), *arguments])
+    assert exited.value.code == 2
+    assert "--next" in capsys.readouterr().err
+
+
+def test_validate_refuses_a_bad_from_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scheduled(tmp_path, {"type": "daily", "time": "02:30"})
+    assert main(["validate", str(path), "--from", "yesterday"]) == 2
+    assert "--from" in capsys.readouterr().err
+
+
+def test_a_rare_schedule_previews_years_ahead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A leap-day cron fires once in four years; the preview has no horizon that would hide it."""
+    path = scheduled(tmp_path, {"type": "cron", "value": "0 6 29 2 *"})
+    assert main(["validate", str(path), "--next", "2", "--from", "2027-01-01T00:00:00Z"]) == 0
+    assert fire_lines(capsys.readouterr().out) == [
+        "Tue 2028-02-29 06:00:00 UTC (+00:00)  =  2028-02-29T06:00:00Z",
+        "Sun 2032-02-29 06:00:00 UTC (+00:00)  =  2032-02-29T06:00:00Z",
+    ]
+
+
+def test_a_schedule_without_more_fire_times_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = scheduled(tmp_path, {"type": "cron", "value": "0 6 29 2 *"})
+    assert main(["validate", str(path), "--next", "3", "--from", "9990-01-01T00:00:00Z"]) == 0
+    out = capsys.readouterr().out
+    assert [line[:14] for line in fire_lines(out)] == ["Sat 9992-02-29", "Thu 9996-02-29"]
+    assert "next 2 fire time(s)" in out
+    assert out.rstrip().endswith("(no later fire time)")

@@ -60,6 +60,7 @@ from tideflow.core.models import (
     DstPolicy,
     Schedule,
     ScheduleType,
+    WorkflowState,
 )
 
 __all__ = [
@@ -73,11 +74,13 @@ __all__ = [
     "REASON_MAX_RUNS",
     "REASON_OUTSIDE_WINDOW",
     "REASON_SUPERSEDED",
+    "Activity",
     "Decision",
     "Due",
     "Expired",
     "ScheduleError",
     "Skip",
+    "activity",
     "check",
     "concurrency",
     "due",
@@ -374,6 +377,35 @@ def check(schedule: Schedule) -> list[str]:
         return [f"schedule: cannot be checked: {exc}"]
 
 
+@dataclass(frozen=True)
+class Activity:
+    """Whether a workflow's schedule fires, and why (the ``Scheduled`` condition's status and reason)."""
+
+    active: bool
+    reason: str  # Active | Manual | Invalid | NotActive | NotDeployed
+    message: str
+
+
+def activity(schedule: Schedule | None, *, state: str, deployed: bool, valid: bool = True) -> Activity:
+    """Whether ``schedule`` fires for a workflow in ``state`` (``spec.state``), deployed or not.
+
+    It fires when its type is not ``manual``, :func:`check` finds nothing, the workflow's definition
+    is ``valid``, the workflow is ``Active`` and it is deployed. The first of these that fails is the
+    reason. Used by the operator for the ``Scheduled`` condition and by ``tideflow validate``.
+    """
+    if schedule is None or schedule.type is ScheduleType.MANUAL:
+        return Activity(False, "Manual", "No schedule: runs start by trigger only.")
+    problems = check(schedule)
+    if problems or not valid:
+        text = "; ".join(problems) if problems else "the definition is invalid (see status.errors)"
+        return Activity(False, "Invalid", f"The schedule cannot run: {text}")
+    if state != WorkflowState.ACTIVE.value:
+        return Activity(False, "NotActive", "The schedule is paused: the workflow is not Active.")
+    if not deployed:
+        return Activity(False, "NotDeployed", "The schedule is paused: the workflow is not deployed.")
+    return Activity(True, "Active", "The schedule fires.")
+
+
 def _compiled(schedule: Schedule) -> _Compiled | None:
     """``None`` for a manual schedule; raises :class:`ScheduleError` if :func:`check` finds problems."""
     compiled, problems = _compile(schedule)
@@ -463,7 +495,7 @@ def _cron_walls(expression: str, start: dt.datetime) -> Iterator[dt.datetime]:
     while True:
         try:
             midnight: dt.datetime = days.get_next(dt.datetime)
-        except (CroniterBadDateError, OverflowError):
+        except (CroniterBadDateError, OverflowError, ValueError):  # ValueError: past the year 9999
             return
         if midnight.year > _LAST_YEAR:
             return

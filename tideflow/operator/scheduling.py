@@ -21,7 +21,7 @@ from typing import Any
 from tideflow.core import names
 from tideflow.core import schedules as core
 from tideflow.core.clock import format_time, parse_time
-from tideflow.core.models import ScheduleType, WorkflowSpec, WorkflowState
+from tideflow.core.models import WorkflowSpec
 
 JSON = dict[str, Any]
 ACTIVE_PHASES = ("Pending", "Running")
@@ -98,21 +98,12 @@ def plan_schedule(
     raw = workflow.get("spec") or {}
     old = workflow.get("status") or {}
     schedule = spec.schedule if spec is not None else None
-    if schedule is None or schedule.type == ScheduleType.MANUAL:
-        return SchedulePlan(
-            False, "Manual", "No schedule: runs start by trigger only.", status={"nextRunAt": None}
-        )
-    problems = core.check(schedule)
-    if problems or not valid:
-        text = "; ".join(problems) if problems else "the definition is invalid (see status.errors)"
-        return SchedulePlan(False, "Invalid", f"The schedule cannot run: {text}", status={"nextRunAt": None})
+    state = core.activity(
+        schedule, state=str(raw.get("state")), deployed=raw.get("deployed") is True, valid=valid
+    )
+    if not state.active or schedule is None:
+        return SchedulePlan(False, state.reason, state.message, status={"nextRunAt": None})
     preview = core.next_fire_time(schedule, now)
-    if raw.get("state") != WorkflowState.ACTIVE.value or raw.get("deployed") is not True:
-        why = "not Active" if raw.get("state") != WorkflowState.ACTIVE.value else "not deployed"
-        reason = "NotActive" if why == "not Active" else "NotDeployed"
-        return SchedulePlan(
-            False, reason, f"The schedule is paused: the workflow is {why}.", status={"nextRunAt": None}
-        )
 
     checkpoint = _time(old.get("scheduleCheckpoint"))
     started = scheduled_since or now

@@ -928,3 +928,42 @@ def test_wake_at_is_the_lead_before_the_fire_time() -> None:
     assert wake_at(utc("2026-01-05T10:00").astimezone(KOLKATA), dt.timedelta(0)) == utc("2026-01-05T10:00")
     with pytest.raises(ValueError, match="negative"):
         wake_at(utc("2026-01-05T10:00"), -SECOND)
+
+
+# --- activity ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "state", "deployed", "valid", "reason"),
+    [
+        (None, "Active", True, True, "Manual"),
+        (sched("manual"), "Active", True, True, "Manual"),
+        (sched("daily", time="02:30", timezone="Nowhere/Atlantis"), "Active", True, True, "Invalid"),
+        (sched("daily", time="02:30"), "Active", True, False, "Invalid"),
+        (sched("daily", time="02:30"), "Paused", True, True, "NotActive"),
+        (sched("daily", time="02:30"), "Draft", False, True, "NotActive"),
+        (sched("daily", time="02:30"), "Active", False, True, "NotDeployed"),
+        (sched("daily", time="02:30"), "Active", True, True, "Active"),
+    ],
+)
+def test_activity_names_the_first_reason_a_schedule_does_not_fire(
+    schedule: Schedule | None, state: str, deployed: bool, valid: bool, reason: str
+) -> None:
+    result = schedules.activity(schedule, state=state, deployed=deployed, valid=valid)
+    assert (result.active, result.reason) == (reason == "Active", reason)
+    assert result.message
+
+
+def test_an_unknown_zone_is_named_in_the_inactive_message() -> None:
+    bad = sched("daily", time="02:30", timezone="Nowhere/Atlantis")
+    assert "Nowhere/Atlantis" in schedules.activity(bad, state="Active", deployed=True).message
+
+
+def test_cron_fire_times_end_quietly_before_the_year_10000() -> None:
+    leap_day = sched("cron", value="0 6 29 2 *")
+    after = dt.datetime(9990, 1, 1, tzinfo=dt.UTC)
+    assert preview(leap_day, after, 5) == [
+        dt.datetime(9992, 2, 29, 6, tzinfo=dt.UTC),
+        dt.datetime(9996, 2, 29, 6, tzinfo=dt.UTC),
+    ]
+    assert next_fire_time(leap_day, dt.datetime(9996, 3, 1, tzinfo=dt.UTC)) is None

@@ -29,7 +29,10 @@ from tideflow.api.routers import (
     graph,
     health,
     keys,
+    library,
+    sharing,
     triggers,
+    versions,
     workflows,
 )
 from tideflow.api.settings import ApiSettings
@@ -99,6 +102,9 @@ def create_app(
     errors.install(app)
     app.include_router(executions.executions)
     # Before workflows.router, whose GET /{workflow_id} would take /templates, /stats and /discover.
+    app.include_router(library.router)
+    app.include_router(versions.router)
+    app.include_router(sharing.router)
     app.include_router(workflows.router)
     app.include_router(deployment.router)
     app.include_router(graph.router)

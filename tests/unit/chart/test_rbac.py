@@ -38,12 +38,11 @@ RUNTIME = (
     | expand("tideflow.io", "workflows/status", "patch")
 )
 API = (
-    expand("tideflow.io", "workflows", "get list watch create update patch delete")
+    expand("tideflow.io", "workflows", "get list create update delete")
     | expand("tideflow.io", "workflows/status", "patch")
-    | expand("tideflow.io", "workflows/scale", "get update patch")
-    | expand("tideflow.io", "workflowruns", "get list watch create patch delete")
+    | expand("tideflow.io", "workflowruns", "get list create patch")
+    | expand("", "configmaps", "get list create delete")
     | expand("", "secrets", "get list create delete")
-    | expand("", "events", "create patch")
 )
 
 

@@ -36,6 +36,8 @@ logger = logging.getLogger("tideflow.operator")
 JSON = dict[str, Any]
 _KINDS = {"ConfigMap": kube.CONFIGMAPS, "Service": kube.SERVICES, "Deployment": kube.DEPLOYMENTS}
 _CONFLICT_RETRIES = 5
+REPLACED = "Replaced by a newer scheduled run (concurrencyPolicy Replace)."
+"""The error of a run cancelled under ``concurrencyPolicy: Replace`` (and the cancel request's reason)."""
 
 
 class Reconciler:
@@ -215,7 +217,11 @@ class Reconciler:
             pass  # already created for this fire time (a restart, another operator): exactly once
 
     async def _cancel_run(self, namespace: str, name: str) -> None:
-        """concurrencyPolicy Replace: a Pending run is cancelled here, a Running one by its runtime."""
+        """concurrencyPolicy Replace: a Pending run is cancelled here, a Running one by its runtime.
+
+        The runtime is asked with the ``tideflow.io/cancel-requested`` annotation, whose value is the
+        reason it records as the run's error.
+        """
         run = await self.client.get_or_none(kube.WORKFLOWRUNS, namespace, name)
         if run is None:
             return
@@ -232,7 +238,7 @@ class Reconciler:
                         "status": {
                             "phase": "Cancelled",
                             "completedAt": now,
-                            "error": "Replaced by a newer scheduled run (concurrencyPolicy Replace).",
+                            "error": REPLACED,
                         },
                     },
                     subresource="status",
@@ -242,14 +248,14 @@ class Reconciler:
                     kube.WORKFLOWRUNS,
                     namespace,
                     name,
-                    {"metadata": {"annotations": {names.ANNOTATION_CANCEL: "true"}}},
+                    {"metadata": {"annotations": {names.ANNOTATION_CANCEL: REPLACED}}},
                 )
         except kube.Conflict:
             await self.client.patch(
                 kube.WORKFLOWRUNS,
                 namespace,
                 name,
-                {"metadata": {"annotations": {names.ANNOTATION_CANCEL: "true"}}},
+                {"metadata": {"annotations": {names.ANNOTATION_CANCEL: REPLACED}}},
             )
 
     async def _observe(self, workflow: JSON) -> Observed:

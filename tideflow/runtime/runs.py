@@ -32,7 +32,12 @@ Approvals. A run that pauses ends in phase AwaitingInteraction with ``status.out
 ``{"awaiting": [...], "snapshot": {...}}`` (the engine's resume snapshot, at most ``3/4`` of the budget,
 else the run fails). A decision is recorded durably as ``status.output.decision`` with the phase back to
 Pending, so any replica (or the runtime the operator wakes) claims it and resumes from the snapshot.
-Cancelling writes phase Cancelled; the replica executing the run sees it and stops.
+Cancelling writes phase Cancelled; the replica executing the run sees it and stops. The annotation
+``tideflow.io/cancel-requested`` asks the same of whoever holds the run (the operator sets it under
+``concurrencyPolicy: Replace``, the API for a cancel request): the replica executing it cancels the
+execution, and a run nobody executes (Pending, awaiting a decision, or Running with an expired lease)
+is written Cancelled by any replica instead of being claimed. The reason is the annotation's value,
+or ``cancelled by request`` when the value is ``true``.
 
 Draining. :meth:`RunManager.drain` stops claiming, gives the runs in flight the grace period, then
 cancels the rest and hands them back (phase Pending, claim cleared) for another replica. Unclaimed runs
@@ -94,6 +99,7 @@ __all__ = [
     "RunStateError",
     "RunStore",
     "StatusWriter",
+    "cancel_request",
     "compose_status",
     "fit_status",
     "idempotent_run_name",
@@ -116,6 +122,7 @@ TRIGGER_ANNOTATION: Final = f"{names.GROUP}/trigger-metadata"
 replica that executes the run gives its trigger nodes the same payload."""
 CLAIMED_CONDITION: Final = "Claimed"
 MAX_TRIGGER_ANNOTATION_BYTES: Final = 64 * 1024
+DEFAULT_CANCEL_REASON: Final = "cancelled by request"
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long a cancelled execution may take to stop before the run is recorded Cancelled anyway."""
 SNAPSHOT_SHARE: Final = 0.75
@@ -198,6 +205,20 @@ def phase_of(obj: Mapping[str, Any]) -> RunPhase | None:
         return RunPhase(value)
     except ValueError:
         return None
+
+
+def cancel_request(obj: Mapping[str, Any]) -> str | None:
+    """The reason a run's ``tideflow.io/cancel-requested`` annotation gives, ``None`` without a request.
+
+    ``true`` (any case) asks without a reason (``cancelled by request``); ``false`` or an empty value
+    asks nothing; any other value is the reason itself.
+    """
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(names.ANNOTATION_CANCEL)
+    if not isinstance(value, str) or value.strip().lower() in ("", "false"):
+        return None
+    text = value.strip()
+    return DEFAULT_CANCEL_REASON if text.lower() == "true" else _truncate_error(text)
 
 
 def _name(obj: Mapping[str, Any]) -> str:
@@ -545,6 +566,22 @@ class MemoryRunStore:
         self.status_writes.append((name, copy.deepcopy(sent)))
         with contextlib.suppress(RuntimeError):
             self.status_write_times.append(asyncio.get_running_loop().time())
+        self._emit("MODIFIED", updated)
+        return copy.deepcopy(updated)
+
+    def annotate(self, name: str, key: str, value: str | None) -> JSON:
+        """Set (or with ``None`` remove) an annotation, as ``kubectl annotate`` would: a new version."""
+        current = self.objects.get(name)
+        if current is None:
+            raise _status_error(NotFound, 404, "NotFound", f'workflowruns "{name}" not found')
+        updated = copy.deepcopy(current)
+        annotations = updated["metadata"].setdefault("annotations", {})
+        if value is None:
+            annotations.pop(key, None)
+        else:
+            annotations[key] = value
+        updated["metadata"]["resourceVersion"] = self._next_rv()
+        self.objects[name] = updated
         self._emit("MODIFIED", updated)
         return copy.deepcopy(updated)
 
@@ -987,6 +1024,7 @@ class RunManager:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._claims: set[asyncio.Task[None]] = set()
+        self._cancelling: dict[str, asyncio.Task[None]] = {}  # requested cancels being written
         self._closed = False
         self._watch_ready = asyncio.Event()
 
@@ -1034,9 +1072,10 @@ class RunManager:
         if self._executing:
             await self.drain(0)
         self._closed = True
-        for task in [*self._tasks, *self._claims]:
+        background = [*self._tasks, *self._claims, *self._cancelling.values()]
+        for task in background:
             task.cancel()
-        for task in [*self._tasks, *self._claims]:
+        for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for name in list(self._waiters):
@@ -1102,6 +1141,8 @@ class RunManager:
                 local.lose()
             elif phase.finished:
                 local.cancel(f"run {phase.value.lower()} by request")
+            elif (reason := cancel_request(obj)) is not None:
+                local.cancel(reason)
             return
         done = self._done.get(name)
         if done is not None and version in done.versions:
@@ -1112,6 +1153,11 @@ class RunManager:
             self._index.remove(name)
             if deleted:
                 self._resolve(name, RunOutcome(name, RunPhase.CANCELLED, error="the run was deleted"))
+            return
+        if self._cancellable(obj, phase):
+            self._index.remove(name)
+            self._cancel_soon(obj)
+            self._update_queue_depth()
             return
         if phase in (RunPhase.PENDING, RunPhase.RUNNING):
             self._index.put(obj, phase, asyncio.get_running_loop().time())
@@ -1142,6 +1188,80 @@ class RunManager:
     def poke(self) -> None:
         """Look for claimable runs now (tests call this after moving the clock)."""
         self._wake.set()
+
+    # -- requested cancels -------------------------------------------------------------------
+
+    def _cancellable(self, obj: JSON, phase: RunPhase) -> bool:
+        """A run with a cancel request that nobody executes: this replica writes it Cancelled.
+
+        Pending and awaiting runs, and Running ones whose claim is this pod's (a previous process) or
+        has expired. A Running run another replica holds is that replica's to cancel.
+        """
+        if cancel_request(obj) is None or _name(obj) in self._executing:
+            return False
+        if phase in (RunPhase.PENDING, RunPhase.AWAITING_INTERACTION):
+            return True
+        if phase is not RunPhase.RUNNING:
+            return False
+        status = obj.get("status") or {}
+        if status.get("claimedBy") == self.pod_name:
+            return True
+        try:
+            claimed_at = parse_time(str(status.get("claimedAt")))
+        except ValueError:
+            return True
+        return self.clock() - claimed_at > timedelta(seconds=self.options.lease_seconds)
+
+    def _cancel_soon(self, obj: JSON) -> None:
+        name = _name(obj)
+        if name not in self._cancelling and not self._closed:
+            task = asyncio.get_running_loop().create_task(self._write_cancel(obj), name=f"cancel-{name}")
+            self._cancelling[name] = task
+
+    async def _write_cancel(self, obj: JSON) -> None:
+        """Write Cancelled (guarded by the resourceVersion) on a run with a cancel request nobody runs.
+
+        On a 409 the run is read again and decided again; an unreachable API server is retried with
+        back-off until the write is done or no longer wanted (the run ended, the request was withdrawn,
+        a replica claimed it and will cancel it itself).
+        """
+        name = _name(obj)
+        backoff = 0.2
+        current: JSON | None = obj
+        try:
+            while True:
+                try:
+                    if current is None:
+                        current = await self.store.get(name)
+                    phase = phase_of(current)
+                    reason = cancel_request(current)
+                    if phase is None or reason is None or not self._cancellable(current, phase):
+                        break
+                    fields = {
+                        "phase": RunPhase.CANCELLED.value,
+                        "completedAt": timestamp(self.clock()),
+                        "error": reason,
+                    }
+                    current = await self.store.replace_status(
+                        name, compose_status(current.get("status"), fields), _rv(current)
+                    )
+                    logger.info("run %s cancelled as requested: %s", name, reason)
+                    break
+                except Conflict:
+                    current = None  # changed in between: read it again and decide again
+                except NotFound:
+                    current = None
+                    self._index.remove(name)
+                    return
+                except Exception as exc:
+                    logger.warning("cancelling run %s failed (%s); retrying in %.1fs", name, exc, backoff)
+                    current = None
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            self._cancelling.pop(name, None)
+        if current is not None:
+            self._observe(current)
 
     # -- claiming ----------------------------------------------------------------------------
 
@@ -1265,6 +1385,12 @@ class RunManager:
         name = view.name
         phase = phase_of(selected)
         version = _rv(selected)
+        if phase is not None and self._cancellable(selected, phase):
+            self._index.remove(name)
+            self._claiming.discard(name)
+            self._cancel_soon(selected)
+            self._wake.set()
+            return
         self._claiming.add(name)
         try:
             try:
@@ -1361,6 +1487,9 @@ class RunManager:
             if local is not None:
                 local.cancel(f"run {phase.value.lower()} by request")
             return "finished"
+        reason = cancel_request(current)
+        if reason is not None and local is not None:
+            local.cancel(reason)  # the annotation moved the resourceVersion: still ours, but to stop
         return "retry"
 
     def _engine_for(self, spec: WorkflowRunSpec) -> WorkflowEngine:

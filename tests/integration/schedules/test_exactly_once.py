@@ -202,7 +202,7 @@ def _phase(api: Api, name: str, phase: str) -> JSON | None:
 
 def _annotated(api: Api, name: str, key: str) -> JSON | None:
     run = api.run(name)
-    return run if (run["metadata"].get("annotations") or {}).get(key) == "true" else None
+    return run if (run["metadata"].get("annotations") or {}).get(key) else None
 
 
 def test_forbid_skips_fire_times_while_a_run_is_active(operators: Operators, api: Api) -> None:
@@ -274,6 +274,8 @@ def test_replace_cancels_the_active_run_and_starts_the_new_one(operators: Operat
         what=f"{second_name} to carry the cancel request",
     )
     assert annotated["status"]["phase"] == "Running", "its runtime ends a Running run, not the operator"
+    reason = annotated["metadata"]["annotations"]["tideflow.io/cancel-requested"]
+    assert "concurrencyPolicy Replace" in reason, reason  # what the runtime records as the run's error
 
 
 def _checkpoint_at_least(api: Api, workflow: str, moment: dt.datetime) -> JSON | None:

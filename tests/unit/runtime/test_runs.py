@@ -18,7 +18,9 @@ import pytest
 from tests.unit.runtime.helpers import definition, node, run_virtual, services
 from tideflow.core import names
 from tideflow.core.clock import system_clock
+from tideflow.core.kube import KubeError
 from tideflow.core.models import (
+    MAX_ERROR_LENGTH,
     Connection,
     Node,
     RunPhase,
@@ -35,6 +37,7 @@ from tideflow.runtime.runs import (
     MemoryRunStore,
     RunManager,
     RunStateError,
+    cancel_request,
     fit_status,
     idempotent_run_name,
     merge_patch,
@@ -581,6 +584,200 @@ async def test_cancel_through_the_manager_of_a_local_and_of_a_pending_run() -> N
     assert refused.value.status == 409
     await manager.close()
     assert gate.calls == [running["metadata"]["name"]]  # the cancelled Pending run never ran
+
+
+CANCEL = names.ANNOTATION_CANCEL
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("true", "cancelled by request"),
+        ("TRUE", "cancelled by request"),
+        ("  Replaced by a newer scheduled run. ", "Replaced by a newer scheduled run."),
+        ("false", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_the_cancel_annotation_gives_the_reason(value: str | None, reason: str | None) -> None:
+    run = new_run(WORKFLOW, name="wf-x")
+    if value is not None:
+        run["metadata"].setdefault("annotations", {})[CANCEL] = value
+    assert cancel_request(run) == reason
+
+
+def test_a_long_cancel_reason_is_cut_to_the_error_limit() -> None:
+    run = new_run(WORKFLOW, name="wf-x")
+    run["metadata"]["annotations"] = {CANCEL: "why " * 5000}
+    reason = cancel_request(run)
+    assert reason is not None
+    assert len(reason) <= MAX_ERROR_LENGTH
+
+
+async def test_the_cancel_annotation_on_a_running_run_cancels_its_execution() -> None:
+    store = MemoryRunStore(WORKFLOW)
+    gate = Gate()
+    manager = make_manager(store, gated_workflow(), executor=gate.execute)
+    await manager.start()
+    obj, _ = await manager.create_run(trigger_type="schedule")
+    name = obj["metadata"]["name"]
+    await until(lambda: gate.calls, what="the run to start")
+    store.annotate(name, CANCEL, "Replaced by a newer scheduled run (concurrencyPolicy Replace).")
+    outcome = await manager.wait(name, 5, check_store=False)
+    await until(lambda: not manager.executing())
+    await manager.close()
+    assert outcome is not None
+    assert outcome.phase is RunPhase.CANCELLED
+    status = store.objects[name]["status"]
+    assert status["phase"] == "Cancelled"
+    assert status["error"] == "Replaced by a newer scheduled run (concurrencyPolicy Replace)."
+    assert status["claimedBy"] == "p1"
+    assert status["completedAt"]
+    assert next(n for n in status["nodes"] if n["nodeId"] == "work")["status"] == "cancelled"
+    assert gate.calls == [name]
+
+
+async def test_the_cancel_annotation_without_a_reason_says_cancelled_by_request() -> None:
+    store = MemoryRunStore(WORKFLOW)
+    gate = Gate()
+    manager = make_manager(store, gated_workflow(), executor=gate.execute)
+    await manager.start()
+    obj, _ = await manager.create_run(trigger_type="api")
+    name = obj["metadata"]["name"]
+    await until(lambda: gate.calls, what="the run to start")
+    store.annotate(name, CANCEL, "true")
+    await until(lambda: store.objects[name].get("status", {}).get("phase") == "Cancelled")
+    await until(lambda: not manager.executing())
+    await manager.close()
+    assert store.objects[name]["status"]["error"] == "cancelled by request"
+
+
+async def test_a_pending_run_with_the_cancel_annotation_is_cancelled_not_claimed() -> None:
+    clock = MovableClock()
+    store = MemoryRunStore(WORKFLOW, clock=clock)
+    await create(store, "wf-unwanted", priority=5)
+    store.annotate("wf-unwanted", CANCEL, "true")
+    await create(store, "wf-wanted")
+    gate = Gate(open_now=True)
+    manager = make_manager(store, gated_workflow(), executor=gate.execute, clock=clock)
+    await manager.start()
+    done = await manager.wait("wf-wanted", 5, check_store=False)
+    await until(lambda: store.objects["wf-unwanted"].get("status", {}).get("phase") == "Cancelled")
+    await manager.close()
+    assert done is not None
+    assert done.phase is RunPhase.COMPLETED
+    assert gate.calls == ["wf-wanted"]  # the higher-priority run was never executed ...
+    assert manager.claimed == ["wf-wanted"]  # ... nor claimed
+    status = store.objects["wf-unwanted"]["status"]
+    assert status == {
+        "phase": "Cancelled",
+        "completedAt": timestamp(clock()),
+        "error": "cancelled by request",
+    }
+    assert len(store.writes_of("wf-unwanted")) == 1
+
+
+async def test_a_cancel_request_that_arrives_while_a_claim_is_in_flight_wins() -> None:
+    """The claim was built from the version before the annotation: it is a 409, then a cancel."""
+    store = MemoryRunStore(WORKFLOW)
+    await create(store, "wf-raced")
+    annotated: list[str] = []
+
+    def annotate_first(name: str) -> None:
+        if not annotated:
+            annotated.append(name)
+            store.annotate(name, CANCEL, "stop it")
+
+    store.before_status_write = annotate_first
+    gate = Gate(open_now=True)
+    manager = make_manager(store, gated_workflow(), executor=gate.execute)
+    await manager.start()
+    await until(lambda: store.objects["wf-raced"].get("status", {}).get("phase") == "Cancelled")
+    await manager.close()
+    assert annotated == ["wf-raced"]
+    assert store.conflicts == 1
+    assert gate.calls == []
+    assert manager.claimed == []
+    assert store.objects["wf-raced"]["status"]["error"] == "stop it"
+
+
+async def test_a_pending_run_cancelled_while_waiting_resolves_its_waiter() -> None:
+    store = MemoryRunStore(WORKFLOW)
+    gate = Gate()
+    manager = make_manager(store, gated_workflow(), executor=gate.execute, max_concurrent_runs=1)
+    await manager.start()
+    busy, _ = await manager.create_run(trigger_type="api", priority=1)
+    queued, _ = await manager.create_run(trigger_type="api")
+    await until(lambda: gate.calls)
+    waiter = asyncio.ensure_future(manager.wait(queued["metadata"]["name"], 5, check_store=False))
+    store.annotate(queued["metadata"]["name"], CANCEL, "true")
+    outcome = await waiter
+    gate.opened.set()
+    await manager.wait(busy["metadata"]["name"], 5)
+    await manager.close()
+    assert outcome is not None
+    assert outcome.phase is RunPhase.CANCELLED
+    assert outcome.error == "cancelled by request"
+    assert gate.calls == [busy["metadata"]["name"]]
+
+
+async def test_a_running_run_of_another_replica_is_left_to_it_until_its_lease_expires() -> None:
+    clock = MovableClock()
+    store = MemoryRunStore(WORKFLOW)
+    await create(store, "wf-theirs")
+    store.merge_status("wf-theirs", claim_by("p2", clock()))
+    store.annotate("wf-theirs", CANCEL, "true")
+    manager = make_manager(store, gated_workflow(), executor=Gate().execute, clock=clock, lease_seconds=60)
+    await manager.start()
+    await manager.wait_watching()
+    clock.advance(30)
+    manager.poke()
+    await until(lambda: manager.watching)
+    assert store.objects["wf-theirs"]["status"]["phase"] == "Running"  # p2 is alive: p2 cancels it
+    clock.advance(31)  # p2 died without cancelling it: this replica does, instead of reclaiming it
+    manager.poke()
+    await until(lambda: store.objects["wf-theirs"]["status"]["phase"] == "Cancelled", what="the cancel")
+    await manager.close()
+    assert manager.claimed == []
+    assert store.objects["wf-theirs"]["status"]["claimedBy"] == "p2"
+
+
+async def test_a_paused_run_with_the_cancel_annotation_is_cancelled() -> None:
+    store = MemoryRunStore(WORKFLOW)
+    manager = make_manager(store, approval_workflow())
+    await manager.start()
+    obj, _ = await manager.create_run(trigger_type="manual")
+    name = obj["metadata"]["name"]
+    paused = await manager.wait(name, 5, check_store=False)
+    assert paused is not None
+    assert paused.phase is RunPhase.AWAITING_INTERACTION
+    store.annotate(name, CANCEL, "nobody will approve this")
+    await until(lambda: store.objects[name]["status"]["phase"] == "Cancelled")
+    await manager.close()
+    status = store.objects[name]["status"]
+    assert status["error"] == "nobody will approve this"
+    assert "snapshot" in status["output"]  # the rest of the status is kept
+
+
+async def test_a_cancel_write_that_fails_is_retried() -> None:
+    store = MemoryRunStore(WORKFLOW)
+    await create(store, "wf-flaky")
+    store.annotate("wf-flaky", CANCEL, "true")
+    failures: list[str] = []
+
+    def fail_twice(name: str) -> None:
+        if len(failures) < 2:
+            failures.append(name)
+            raise KubeError(503, "ServiceUnavailable", "the API server is busy")
+
+    store.before_status_write = fail_twice
+    manager = make_manager(store, gated_workflow(), executor=Gate().execute)
+    await manager.start()
+    await until(lambda: store.objects["wf-flaky"].get("status", {}).get("phase") == "Cancelled")
+    await manager.close()
+    assert failures == ["wf-flaky", "wf-flaky"]
+    assert manager.claimed == []
 
 
 async def test_a_lost_claim_stops_the_execution_without_another_write() -> None:

@@ -33,6 +33,7 @@ from tideflow.core.models import MAX_STATUS_ISSUES, DeploymentStatus, Validation
 from tideflow.core.schedules import Skip
 from tideflow.core.validation import validate_workflow
 from tideflow.operator import builders, lifecycle
+from tideflow.operator.drafts import REASON_DRAFT_RUN, RunFailure, draft_demand
 from tideflow.operator.scheduling import plan_schedule
 from tideflow.operator.settings import OperatorSettings
 
@@ -73,6 +74,7 @@ class Plan:
     conflicts: list[str] = field(default_factory=list)  # children owned by someone else
     create_runs: list[JSON] = field(default_factory=list)  # scheduled runs to create (409 = already made)
     cancel_runs: list[str] = field(default_factory=list)  # runs replaced by concurrencyPolicy Replace
+    fail_runs: list[RunFailure] = field(default_factory=list)  # Pending runs no runtime will execute
     skipped: list[Skip] = field(default_factory=list)
     skipped_count: int = 0
     requeue_at: dt.datetime | None = None  # reconcile again then, even if nothing changes
@@ -225,7 +227,39 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
     replicas_wanted = 0
     decision: lifecycle.Decision | None = None
 
-    if not deployed:
+    drafts = draft_demand(
+        observed.active_runs,
+        parsed=spec is not None,
+        valid=valid,
+        serves_runs=deployed and (valid or has_runtime or bool(foreign)),
+        problem=f"{errors[0].path}: {errors[0].message}" if errors else "the definition is invalid",
+    )
+    result.fail_runs = drafts.fail
+    draft_runtime = not deployed and not foreign and spec is not None and drafts.wanted
+
+    if draft_runtime and spec is not None:
+        # Not deployed, but runs wait for it: a runtime for them, as for an on-demand Workflow with
+        # one replica, until none is left (then the objects go, as for any undeployed Workflow).
+        replicas_wanted = 1
+        result.children = [
+            builders.config_map(workflow, spec),
+            builders.service(workflow, settings),
+            builders.deployment(workflow, spec, settings, replicas_wanted),
+        ]
+        waiting = f"{drafts.pending} waiting, {drafts.running} running"
+        conditions = set_condition(
+            conditions,
+            CONDITION_DEPLOYED,
+            False,
+            REASON_DRAFT_RUN,
+            f"spec.deployed is false; a draft runtime executes its runs ({waiting}: "
+            f"{', '.join(drafts.runs[:5])}{' ...' if len(drafts.runs) > 5 else ''}) and is removed once "
+            "none is left.",
+            generation,
+            now,
+        )
+        deployment_status = DeploymentStatus.NOT_DEPLOYED
+    elif not deployed:
         result.remove_children = any(child is not None for child in existing) and not foreign
         conditions = set_condition(
             conditions, CONDITION_DEPLOYED, False, "NotDeployed", "spec.deployed is false.", generation, now
@@ -315,7 +349,9 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
         DeploymentStatus.FAILED: "Failed",
     }[deployment_status]
     ready_message = (
-        "Not deployed."
+        f"Not deployed; the draft runtime has {ready}/{replicas_wanted} replica(s) ready."
+        if draft_runtime
+        else "Not deployed."
         if not deployed
         else "Stopped."
         if replicas_wanted == 0
@@ -359,6 +395,11 @@ def plan(workflow: JSON, observed: Observed, now: dt.datetime, settings: Operato
         )
         for run in schedule_plan.create
     ]
+    result.events += _draft_events(old, status, drafts.runs if draft_runtime else [])
+    result.events += [
+        Event("Warning", "RunFailed", f"Failed run {failure.name}: {failure.error}")
+        for failure in drafts.fail[:5]
+    ]
     result.events += [
         Event(
             "Warning",
@@ -389,6 +430,20 @@ _ORDER = {
     names.CONDITION_READY: 3,
     names.CONDITION_SCHEDULED: 4,
 }
+
+
+def _draft_events(old: JSON, new: JSON, runs: list[str]) -> list[Event]:
+    """``DraftRuntime`` Events when a draft runtime is started for runs and when it is removed."""
+    was = (condition(old, CONDITION_DEPLOYED) or {}).get("reason") == REASON_DRAFT_RUN
+    now = (condition(new, CONDITION_DEPLOYED) or {}).get("reason") == REASON_DRAFT_RUN
+    if now and not was:
+        listed = ", ".join(runs[:5]) + (" ..." if len(runs) > 5 else "")
+        return [Event("Normal", "DraftRuntime", f"Started a draft runtime for run(s) {listed}.")]
+    if was and not now:
+        if (condition(new, CONDITION_DEPLOYED) or {}).get("reason") == "NotDeployed":
+            return [Event("Normal", "DraftRuntime", "Removed the draft runtime: no run is left for it.")]
+        return [Event("Normal", "DraftRuntime", "The Workflow's own runtime takes over from the draft one.")]
+    return []
 
 
 def _events(old: JSON, new: JSON, errors: list[ValidationIssue]) -> list[Event]:

@@ -29,6 +29,7 @@ from tideflow.core import kube, names
 from tideflow.core.clock import Clock, format_time
 from tideflow.core.kube import KubeClient, KubeError
 from tideflow.operator import builders, metrics, requeue
+from tideflow.operator.drafts import RunFailure
 from tideflow.operator.planning import Event, Observed, plan, status_patch
 from tideflow.operator.settings import OperatorSettings
 
@@ -161,7 +162,9 @@ class Reconciler:
             await self._create_run(run)
         for run_name in result.cancel_runs:
             await self._cancel_run(namespace, run_name)
-        acted = acted or bool(result.create_runs or result.cancel_runs)
+        for failure in result.fail_runs:
+            await self._fail_run(namespace, failure)
+        acted = acted or bool(result.create_runs or result.cancel_runs or result.fail_runs)
         for skip in result.skipped:
             metrics.SCHEDULE_SKIPPED.labels(skip.reason).inc()
         patch = status_patch(workflow.get("status") or {}, result.status)
@@ -258,6 +261,19 @@ class Reconciler:
                 {"metadata": {"annotations": {names.ANNOTATION_CANCEL: REPLACED}}},
             )
 
+    async def _fail_run(self, namespace: str, failure: RunFailure) -> None:
+        """Mark a Pending run no runtime will execute Failed, if nobody changed it since it was read."""
+        now = format_time(self.clock())
+        body = {
+            "metadata": {"resourceVersion": failure.resource_version},
+            "status": {"phase": "Failed", "completedAt": now, "error": failure.error},
+        }
+        try:
+            await self.client.patch(kube.WORKFLOWRUNS, namespace, failure.name, body, subresource="status")
+            logger.info("run %s/%s failed: %s", namespace, failure.name, failure.error)
+        except (kube.Conflict, kube.NotFound):
+            pass  # changed (claimed, cancelled) or gone since: the next reconcile decides again
+
     async def _observe(self, workflow: JSON) -> Observed:
         namespace, name = workflow["metadata"]["namespace"], workflow["metadata"]["name"]
         child = builders.child_name(name)
@@ -269,8 +285,11 @@ class Reconciler:
         spec = workflow.get("spec") or {}
         lifecycle_type = (spec.get("lifecycle") or {}).get("type")
         scheduled = (spec.get("schedule") or {}).get("type", "manual") != "manual"
+        # Runs count for demand-driven policies and schedules, and wherever no runtime of its own
+        # serves them (not deployed, or nothing made yet): draft runs, or runs to fail (drafts.py).
+        unserved = spec.get("deployed") is not True or deployment is None
         active: list[JSON] = []
-        if scheduled or lifecycle_type in ("idle-shutdown", "on-demand"):
+        if scheduled or unserved or lifecycle_type in ("idle-shutdown", "on-demand"):
             runs = await self.client.list_all(
                 kube.WORKFLOWRUNS, namespace, label_selector=f"{names.LABEL_WORKFLOW}={name}"
             )

@@ -70,6 +70,7 @@ from tideflow.core.models import (
     MAX_NODES,
     RunPhase,
     TriggerType,
+    ValidationIssue,
     WorkflowDefinition,
     WorkflowRef,
     WorkflowRunSpec,
@@ -123,6 +124,9 @@ replica that executes the run gives its trigger nodes the same payload."""
 CLAIMED_CONDITION: Final = "Claimed"
 MAX_TRIGGER_ANNOTATION_BYTES: Final = 64 * 1024
 DEFAULT_CANCEL_REASON: Final = "cancelled by request"
+NO_DEFINITION_MESSAGE: Final = (
+    "this runtime cannot load the workflow's definition; only runs with their own definition run here"
+)
 CANCEL_GRACE_SECONDS: Final = 5.0
 """How long a cancelled execution may take to stop before the run is recorded Cancelled anyway."""
 SNAPSHOT_SHARE: Final = 0.75
@@ -993,7 +997,7 @@ class RunManager:
     def __init__(
         self,
         store: RunStore,
-        engine: WorkflowEngine,
+        engine: WorkflowEngine | None,
         *,
         workflow: str,
         pod_name: str,
@@ -1003,8 +1007,12 @@ class RunManager:
         on_activity: Callable[[], None] | None = None,
         engine_factory: EngineFactory | None = None,
     ) -> None:
+        if engine is None and engine_factory is None:
+            raise ValueError("a run manager without an engine needs an engine_factory")
         self.store = store
         self.engine = engine
+        """``None`` when the workflow's own definition is unusable: only runs that carry their own
+        ``spec.definition`` (draft runs) are claimed then; the others wait for a runtime that has one."""
         self.workflow = workflow
         self.pod_name = pod_name
         self.options = options or ManagerOptions()
@@ -1269,6 +1277,8 @@ class RunManager:
         if view.name in self._executing or view.name in self._claiming or loop_now < view.retry_at:
             return False
         status = view.status
+        if self.engine is None and not isinstance((view.obj.get("spec") or {}).get("definition"), dict):
+            return False  # only a runtime with the workflow's own definition can run it: leave it
         if view.phase is RunPhase.PENDING:
             origin = ((view.obj.get("metadata") or {}).get("annotations") or {}).get(ORIGIN_ANNOTATION)
             return not (
@@ -1494,9 +1504,14 @@ class RunManager:
 
     def _engine_for(self, spec: WorkflowRunSpec) -> WorkflowEngine:
         if spec.definition is None:
+            if self.engine is None:
+                raise WorkflowDefinitionError(
+                    [ValidationIssue(path="spec.definition", message=NO_DEFINITION_MESSAGE)]
+                )
             return self.engine
         if self._engine_factory is not None:
             return self._engine_factory(spec.definition)
+        assert self.engine is not None  # the constructor requires one of the two
         return WorkflowEngine(
             spec.definition,
             services=self.engine.services,

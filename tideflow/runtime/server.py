@@ -153,23 +153,29 @@ class Runtime:
         self.activity = ActivityReporter(
             self._write_activity, interval=settings.activity_interval_seconds, clock=clock
         )
-        try:
-            if definition is None:
-                definition = load_definition(settings.definition_path)
-            self.engine = WorkflowEngine(
-                definition,
+
+        def engine_for(loaded: WorkflowDefinition) -> WorkflowEngine:
+            return WorkflowEngine(
+                loaded,
                 services=self.services,
                 implementations=implementations,
                 workflow=settings.workflow,
                 namespace=settings.namespace,
                 run_timeout_seconds=settings.run_timeout_seconds,
             )
+
+        try:
+            if definition is None:
+                definition = load_definition(settings.definition_path)
+            engine = engine_for(definition)
             self.routes = webhook_routes(definition)
+            self.engine = engine
+            self.has_respond = any(node.type == "respond" for node in definition.nodes)
         except (OSError, ValueError, ValidationError, WorkflowDefinitionError, WebhookConfigError) as exc:
+            # Not ready, no triggers or webhooks; runs that carry their own definition (draft runs of an
+            # invalid Workflow, for which the operator starts this runtime) still execute.
             self.problems.append(f"the definition cannot be loaded: {exc}")
-            logger.error("the definition cannot be loaded: %s", exc)
-            return
-        self.has_respond = any(node.type == "respond" for node in definition.nodes)
+            logger.error("the definition cannot be loaded: %s; only runs with a definition will run", exc)
         self.manager = RunManager(
             store,
             self.engine,
@@ -187,6 +193,7 @@ class Runtime:
             clock=clock,
             metrics=self.metrics,
             on_activity=self.activity.note,
+            engine_factory=engine_for,
         )
 
     async def _write_activity(self, moment: datetime) -> None:
@@ -279,7 +286,7 @@ def create_app(runtime: Runtime, *, manage_lifecycle: bool = True) -> FastAPI:
     sync_timeout = runtime.settings.sync_timeout_seconds
 
     def unavailable() -> JSONResponse | None:
-        if runtime.manager is None:
+        if runtime.manager is None or runtime.engine is None:
             return _error(503, "; ".join(runtime.problems) or "the runtime is not ready")
         if runtime.draining:
             metrics.reject("draining")

@@ -230,14 +230,18 @@ class Kube:
 
     # --- WorkflowRuns -------------------------------------------------------------------------------
 
-    def create_run(self, workflow: str, name: str) -> JSON:
+    def create_run(self, workflow: str, name: str, **spec: Any) -> JSON:
+        """A Pending run of ``workflow``; ``spec`` adds fields (a draft's ``definition``)."""
         manifest = {
             "apiVersion": "tideflow.io/v1alpha1",
             "kind": "WorkflowRun",
             "metadata": {"name": name, "labels": {"tideflow.io/workflow": workflow}},
-            "spec": {"workflowRef": {"name": workflow}, "triggerType": "manual"},
+            "spec": {"workflowRef": {"name": workflow}, "triggerType": "manual", **spec},
         }
         return self._ok(self.http.post(self._path(WORKFLOWRUNS), json=manifest))
+
+    def run(self, name: str) -> JSON:
+        return self._ok(self.http.get(self._path(WORKFLOWRUNS, name)))
 
     def set_run_phase(self, name: str, phase: str) -> JSON:
         body = {"status": {"phase": phase}}

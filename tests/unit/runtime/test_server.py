@@ -20,7 +20,7 @@ from tideflow.core.kube import KubeError
 from tideflow.core.models import RunPhase, WorkflowDefinition
 from tideflow.runtime.nodes.base import NodeContext, NodeImplementation, NodeOutcome
 from tideflow.runtime.nodes.registry import IMPLEMENTATIONS
-from tideflow.runtime.runs import JSON, MemoryRunStore
+from tideflow.runtime.runs import JSON, MemoryRunStore, new_run
 from tideflow.runtime.server import Runtime, create_app
 from tideflow.runtime.settings import RuntimeSettings
 from tideflow.runtime.webhooks import sign
@@ -286,6 +286,40 @@ async def test_an_invalid_definition_is_not_ready_and_takes_no_triggers(tmp_path
     assert "the definition cannot be loaded" in ready.json()["reasons"][0]
     assert trigger.status_code == 503
     assert store.objects == {}
+
+
+async def test_an_invalid_definition_still_executes_runs_that_carry_their_own(tmp_path: Any) -> None:
+    """The operator's draft runtime of an invalid Workflow: draft runs execute, the others wait."""
+    broken = tmp_path / "definition.json"
+    broken.write_text('{"nodes": [{"id": "a", "type": "log", "config": {"message": "no trigger"}}]}')
+    store = MemoryRunStore(WORKFLOW)
+    draft = new_run(WORKFLOW, name="wf-draft", trigger_type="manual", inputs={"n": 4})
+    draft["spec"]["definition"] = echo_workflow().model_dump(mode="json", by_alias=True, exclude_none=True)
+    await store.create(draft)
+    await store.create(new_run(WORKFLOW, name="wf-plain", trigger_type="manual"))
+    runtime = Runtime(
+        RuntimeSettings(workflow=WORKFLOW, pod_name="p1", definition_path=broken),
+        store,
+        services=services(),
+        tick_seconds=0.05,
+    )
+    app = create_app(runtime, manage_lifecycle=False)
+    await runtime.start()
+    assert runtime.manager is not None
+    outcome = await runtime.manager.wait("wf-draft", 5, check_store=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://runtime") as client:
+        ready = await client.get("/readyz")
+        trigger = await client.post("/trigger", json={})
+        cancel = await client.post("/runs/wf-plain/cancel", json={"reason": "no runtime for it"})
+    await runtime.close()
+    assert outcome is not None
+    assert outcome.phase is RunPhase.COMPLETED, outcome
+    assert outcome.output == {"work": {"doubled": 4}}
+    assert runtime.manager.claimed == ["wf-draft"]  # the run without a definition was left alone
+    assert ready.status_code == 503
+    assert trigger.status_code == 503  # triggers run the workflow's own definition: none here
+    assert cancel.status_code == 200
+    assert store.objects["wf-plain"]["status"]["phase"] == "Cancelled"
 
 
 async def test_draining_hands_back_the_run_in_flight_and_answers_its_sync_caller() -> None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from tideflow.api import ids
+from tideflow.core import names
 from tideflow.core.models import (
     Connection,
     Lifecycle,
@@ -96,17 +97,34 @@ class _WorkflowFields(ApiModel):
     is_template: bool | None = None
 
 
+APP_ID_PATTERN: Final = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+"""A label value: what ``appId`` may be (stored as the ``tideflow.io/app-id`` label)."""
+
+
 class WorkflowCreate(_WorkflowFields):
     """``POST /workflows``: the new workflow; it starts as a draft unless ``status`` says otherwise."""
 
     name: str = Field(min_length=1, max_length=253, description="Display name.")
     status: WorkflowStatusValue = WorkflowStatusValue.DRAFT
+    app_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=APP_ID_PATTERN,
+        description="The application it serves.",
+    )
 
 
 class WorkflowUpdate(_WorkflowFields):
     """``PUT /workflows/{id}``: only the fields given change; ``null`` clears ``schedule``."""
 
     name: str | None = Field(default=None, min_length=1, max_length=253, description="Display name.")
+    app_id: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=APP_ID_PATTERN,
+        description="The application it serves; an empty string or null removes it.",
+    )
 
 
 class WorkflowCreated(ApiModel):
@@ -135,6 +153,9 @@ class WorkflowOut(ApiModel):
     description: str | None = None
     tags: list[str] = Field(default_factory=list)
     owner: str | None = None
+    app_id: str | None = Field(
+        default=None, description="The application it serves (label tideflow.io/app-id)."
+    )
     shared_with: list[str] = Field(default_factory=list)
     is_public: bool = False
     is_template: bool = False
@@ -270,6 +291,7 @@ def workflow_out(obj: dict[str, Any]) -> WorkflowOut:
         description=spec.get("description"),
         tags=list(spec.get("tags") or ()),
         owner=spec.get("owner"),
+        app_id=(meta.get("labels") or {}).get(names.LABEL_APP_ID),
         shared_with=list(spec.get("sharedWith") or ()),
         is_public=bool(spec.get("isPublic")),
         is_template=bool(spec.get("isTemplate")),

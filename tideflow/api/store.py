@@ -72,17 +72,30 @@ async def get_workflow(
 
 
 async def update_spec(
-    context: Context, principal: Principal, workflow_id: str, change: Callable[[JSON], None]
+    context: Context,
+    principal: Principal,
+    workflow_id: str,
+    change: Callable[[JSON], None],
+    *,
+    labels: Mapping[str, str | None] | None = None,
 ) -> JSON:
-    """Apply ``change`` to a copy of the spec and replace the resource, retrying on conflicting writes."""
+    """Apply ``change`` to a copy of the spec (and set or, with ``None``, remove ``labels``) and replace
+    the resource, retrying on conflicting writes."""
     for _ in range(_WRITE_ATTEMPTS):
         obj = await get_workflow(context, principal, workflow_id, write=True)
         spec = copy.deepcopy(obj.get("spec") or {})
         change(spec)
         new_spec = validated_spec(spec)
-        if new_spec == validated_spec(obj.get("spec") or {}):
+        metadata = copy.deepcopy(obj["metadata"])
+        current = metadata.setdefault("labels", {})
+        for key, value in (labels or {}).items():
+            if value is None:
+                current.pop(key, None)
+            else:
+                current[key] = value
+        if new_spec == validated_spec(obj.get("spec") or {}) and metadata == obj["metadata"]:
             return obj
-        body = {**obj, "spec": new_spec}
+        body = {**obj, "metadata": metadata, "spec": new_spec}
         try:
             return await context.kube.replace(WORKFLOWS, principal.org, ids.workflow_name(workflow_id), body)
         except Conflict:

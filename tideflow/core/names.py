@@ -40,6 +40,8 @@ LABEL_WORKFLOW: Final = f"{GROUP}/workflow"
 """Name of the Workflow an object belongs to: on each WorkflowRun and on the runtime's ConfigMap,
 Deployment, Service and pods. Label selectors on it are how runs of one workflow are listed (a Workflow's
 name is at most 63 characters, so it is always a valid label value)."""
+LABEL_APP_ID: Final = f"{GROUP}/app-id"
+"""Ties a Workflow to an application (the API's ``appId``; ``GET /api/v1/workflows/discover?appId=``)."""
 LABEL_TRIGGER_TYPE: Final = f"{GROUP}/trigger-type"
 """Trigger type of a WorkflowRun (the value of ``spec.triggerType``), for selecting runs by trigger."""
 

@@ -95,3 +95,24 @@ def test_validate_reports_errors_with_paths_and_previews_the_schedule(stack: Sta
         broken = api.post(f"/api/v1/workflows/{workflow_id}/validate", json=draft).json()
         assert broken["valid"] is False
         assert any(e["path"].startswith("spec.connections[0]") for e in broken["errors"])
+
+
+def test_app_id_is_the_app_id_label(stack: Stack) -> None:
+    import httpx
+
+    with stack.client(stack.key("app-owner")) as api:
+        workflow_id = api.post(
+            "/api/v1/workflows", json=workflow_body("Billing hook", appId="billing")
+        ).json()["workflowId"]
+        assert api.get(f"/api/v1/workflows/{workflow_id}").json()["appId"] == "billing"
+        with httpx.Client(base_url=stack.sandbox.url) as kube:
+            path = f"/apis/tideflow.io/v1alpha1/namespaces/{stack.org}/workflows/{workflow_id[3:]}"
+            assert kube.get(path).json()["metadata"]["labels"]["tideflow.io/app-id"] == "billing"
+            moved = api.put(f"/api/v1/workflows/{workflow_id}", json={"appId": "invoices"})
+            assert moved.json()["appId"] == "invoices"
+            bad = api.put(f"/api/v1/workflows/{workflow_id}", json={"appId": "not a label!"})
+            assert bad.status_code == 422
+            assert bad.json()["error"]["details"][0]["path"] == "body.appId"
+            cleared = api.put(f"/api/v1/workflows/{workflow_id}", json={"appId": None})
+            assert cleared.json()["appId"] is None
+            assert "tideflow.io/app-id" not in kube.get(path).json()["metadata"].get("labels", {})

@@ -52,8 +52,8 @@ __all__ = [
     "webhook_paths",
 ]
 
-LABEL_APP_ID: Final = f"{names.GROUP}/app-id"
-"""The label that ties a Workflow to an application: ``kubectl label wf NAME tideflow.io/app-id=APP``."""
+LABEL_APP_ID: Final = names.LABEL_APP_ID
+"""The label that ties a Workflow to an application (``appId`` in the API, or ``kubectl label``)."""
 TEMPLATE_PREFIX: Final = "tpl_"
 """Ids of built-in templates: ``tpl_`` + the manifest's ``metadata.name``."""
 LABEL_VALUE_PATTERN: Final = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"

@@ -129,7 +129,13 @@ async def create_workflow(context: ContextDep, principal: Writer, body: Workflow
         resource = {
             "apiVersion": names.API_VERSION,
             "kind": names.WORKFLOW_KIND,
-            "metadata": {"name": name, "labels": {names.LABEL_PART_OF: names.PART_OF}},
+            "metadata": {
+                "name": name,
+                "labels": {
+                    names.LABEL_PART_OF: names.PART_OF,
+                    **({names.LABEL_APP_ID: body.app_id} if body.app_id else {}),
+                },
+            },
             "spec": spec,
         }
         try:
@@ -149,8 +155,9 @@ async def get(context: ContextDep, principal: Reader, workflow_id: str) -> Workf
 async def update(
     context: ContextDep, principal: Writer, workflow_id: str, body: WorkflowUpdate
 ) -> WorkflowOut:
+    labels = {names.LABEL_APP_ID: body.app_id or None} if "app_id" in body.model_fields_set else None
     return workflow_out(
-        await update_spec(context, principal, workflow_id, lambda spec: _new_spec(body, spec))
+        await update_spec(context, principal, workflow_id, lambda spec: _new_spec(body, spec), labels=labels)
     )
 
 

@@ -42,6 +42,10 @@ _CODES = {
 }
 
 
+_UNPARSABLE_BODY = "There was an error parsing the body"
+"""FastAPI's message for a request body it could not decode."""
+
+
 class ErrorDetail(BaseModel):
     """One problem with the input, at a field path."""
 
@@ -146,6 +150,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else _CODES.get(exc.status_code, "error")
+        if exc.status_code == 400 and message == _UNPARSABLE_BODY:
+            # FastAPI answers 400 for a body it cannot decode (not UTF-8) but 422 for one that is not
+            # JSON: both are the same client error, so both are a documented 422 naming the body.
+            detail = ErrorDetail(path="body", message="the body is not UTF-8 encoded JSON")
+            return _respond(ApiError(422, "invalid request: body: not UTF-8 encoded JSON", details=[detail]))
         return _respond(ApiError(exc.status_code, message, headers=exc.headers))
 
     @app.exception_handler(RequestValidationError)

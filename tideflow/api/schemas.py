@@ -167,6 +167,9 @@ class WorkflowOut(ApiModel):
     lifecycle: dict[str, Any] | None = None
     deployed: bool = False
     deployment: DeploymentOut
+    required_scopes: list[str] | None = Field(
+        default=None, description="What the nodes reach outside the workflow, once computed (compute-scopes)."
+    )
     valid: bool | None = Field(default=None, description="The operator's Valid condition, if reported.")
     errors: list[ValidationIssue] = Field(default_factory=list)
     warnings: list[ValidationIssue] = Field(default_factory=list)
@@ -303,6 +306,7 @@ def workflow_out(obj: dict[str, Any]) -> WorkflowOut:
         lifecycle=spec.get("lifecycle"),
         deployed=bool(spec.get("deployed")),
         deployment=deployment_out(obj),
+        required_scopes=spec.get("requiredScopes"),
         valid=None if valid is None else valid.get("status") == "True",
         errors=[ValidationIssue.model_validate(e) for e in status.get("errors") or ()],
         warnings=[ValidationIssue.model_validate(w) for w in status.get("warnings") or ()],

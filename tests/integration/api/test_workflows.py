@@ -95,6 +95,11 @@ def test_validate_reports_errors_with_paths_and_previews_the_schedule(stack: Sta
         broken = api.post(f"/api/v1/workflows/{workflow_id}/validate", json=draft).json()
         assert broken["valid"] is False
         assert any(e["path"].startswith("spec.connections[0]") for e in broken["errors"])
+        reset = api.post(
+            f"/api/v1/workflows/{workflow_id}/validate", json={"settings": None, "schedule": None}
+        )
+        assert reset.status_code == 200, reset.text
+        assert (reset.json()["valid"], reset.json()["schedule"]) == (True, None)
 
 
 def test_app_id_is_the_app_id_label(stack: Stack) -> None:

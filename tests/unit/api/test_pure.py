@@ -99,3 +99,18 @@ def test_rendering_a_workflow_and_a_run() -> None:
         execution_out({"metadata": {"name": "x"}, "spec": {"workflowRef": {"name": "w"}}}).status
         is ExecutionStatus.PENDING
     )
+
+
+def test_a_body_that_is_not_utf8_is_a_422_like_any_body_that_is_not_json() -> None:
+    from fastapi.testclient import TestClient
+
+    from tideflow.api.app import create_app
+
+    client = TestClient(create_app(ApiSettings()))  # no lifespan: the body fails before any dependency
+    for content in (b"\xff\xfe{", b"{not json"):
+        answer = client.post(
+            "/api/v1/workflows", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["error"]["code"] == "invalid"
+        assert answer.json()["error"]["details"][0]["path"].startswith("body")

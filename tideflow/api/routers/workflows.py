@@ -287,7 +287,10 @@ async def validate(
     if body is not None:
         for field in body.model_fields_set:
             value = getattr(body, field)
-            spec[field] = [v.to_dict() for v in value] if isinstance(value, list) else value.to_dict()
+            if value is None:
+                spec.pop(field, None)  # null: validate as if the field were unset (its default)
+            else:
+                spec[field] = [v.to_dict() for v in value] if isinstance(value, list) else value.to_dict()
     definition = WorkflowDefinition.model_validate(
         {k: spec[k] for k in ("nodes", "connections", "settings") if k in spec}
     )

@@ -98,6 +98,7 @@ def create_app(
         version="v1",
         description="Workflows, deployments, triggers and executions as Workflow and WorkflowRun resources.",
         lifespan=lifespan,
+        responses={413: {"model": errors.ErrorResponse, "description": "The body is over the size limit."}},
     )
     errors.install(app)
     app.include_router(executions.executions)

@@ -102,6 +102,7 @@ class FlowExecute(FlowModel):
     "/{workflow_id}/execute",
     status_code=202,
     response_model=FlowRun,
+    responses={409: {"model": ErrorResponse, "description": "The workflow is paused or archived."}},
     summary="Run the workflow with a context (stored first; 202 with the run)",
 )
 async def execute(

@@ -178,8 +178,14 @@ async def _trigger_answer(
 @router.post(
     "/{workflow_id}/trigger",
     status_code=202,
-    response_model=TriggerAccepted,
-    responses={200: {"model": ExecutionOut, "description": "A sync trigger's finished run."}},
+    response_model=TriggerAccepted | ExecutionOut,
+    responses={
+        200: {"model": ExecutionOut, "description": "A sync trigger's finished run."},
+        202: {
+            "description": "Accepted: the stored run (async), or a sync trigger's run that is waiting for an "
+            "approval or did not finish within the sync timeout (the execution so far)."
+        },
+    },
     summary="Trigger the deployed workflow through its runtime",
 )
 async def trigger(

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -26,8 +25,6 @@ import httpx
 import pytest
 import schemathesis
 from schemathesis.checks import not_a_server_error
-from schemathesis.core.failures import Failure
-from schemathesis.openapi.checks import JsonSchemaError, UndefinedStatusCode
 from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -292,61 +289,6 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
-def _error_code(response: schemathesis.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    error = body.get("error") if isinstance(body, dict) else None
-    return str(error.get("code")) if isinstance(error, dict) else ""
-
-
-# Bugs of the API this run found, each matched narrowly (operation, answer, failure kind), so the run
-# stays green while they are being fixed and still fails on anything else. Each is reported with its
-# reproduction; delete an entry once its fix lands, and the run checks that case again. The ones that
-# occurred are shown as warnings at the end of the run (test_the_fuzzer_reached_real_objects).
-KNOWN_API_BUGS: dict[str, Callable[[Failure, Case, schemathesis.Response], bool]] = {
-    # A body over TIDEFLOW_MAX_BODY_BYTES answers 413 from the body-limit middleware, which no
-    # operation documents.
-    "413 for a body over the limit is undocumented": lambda failure, case, response: (
-        isinstance(failure, UndefinedStatusCode)
-        and response.status_code == 413
-        and _error_code(response) == "payload_too_large"
-    ),
-    # The Altostrat-shaped POST /workflows/{id}/execute answers 409 for a workflow that is not active
-    # (routers/altostrat.py), which it does not document.
-    "409 of POST /workflows/{workflow_id}/execute is undocumented": lambda failure, case, response: (
-        case.operation.label == "POST /workflows/{workflow_id}/execute"
-        and isinstance(failure, UndefinedStatusCode)
-        and response.status_code == 409
-    ),
-    # A sync trigger whose run stops at an approval (or outlasts TIDEFLOW_SYNC_TIMEOUT_SECONDS) answers
-    # 202 with the execution (ExecutionOut), but the document's 202 is TriggerAccepted.
-    "a sync trigger's 202 is an execution, not TriggerAccepted": lambda failure, case, response: (
-        case.operation.label == "POST /api/v1/workflows/{workflow_id}/trigger"
-        and isinstance(failure, JsonSchemaError)
-        and response.status_code == 202
-        and isinstance(case.body, dict)
-        and case.body.get("sync") is True
-    ),
-}
-KNOWN_HITS: dict[str, Counter[str]] = defaultdict(Counter)
-
-
-@schema.hook
-def filter_failure(
-    context: schemathesis.HookContext,
-    failure: Failure,
-    case: Case,
-    response: schemathesis.Response,
-) -> bool:
-    for name, matches in KNOWN_API_BUGS.items():
-        if matches(failure, case, response):
-            KNOWN_HITS[name][case.operation.label] += 1
-            return False
-    return True
-
-
 @dataclass
 class Target:
     """The app under test, its admin key, and the objects made for it."""
@@ -434,9 +376,6 @@ def test_the_fuzzer_reached_real_objects(target: Target) -> None:
     statuses = target.world.statuses
     if not statuses:
         pytest.skip("the fuzz test did not run in this session")
-    for bug, operations in sorted(KNOWN_HITS.items()):
-        hits = ", ".join(f"{operation} x{count}" for operation, count in sorted(operations.items()))
-        warnings.warn(f"known API bug, tolerated: {bug}: {hits}", UserWarning, stacklevel=1)
     summary = "\n".join(f"{key}: {dict(counts)}" for key, counts in sorted(statuses.items()))
     fuzzed = {key.removesuffix(" (real)") for key in statuses}
     missed = [

@@ -193,8 +193,8 @@ class Reconciler:
         self._failures[key] = failures
         delay = requeue.retry_wake_delay(failures, self._planned.get(key), self.clock())
         metrics.RECONCILE_RETRIES.inc()
-        logger.warning(
-            "reconcile of %s/%s failed %d time(s) in a row; retrying in %.2fs", *key, failures, delay
+        logger.info(  # the failure itself was logged as a warning, once
+            "retrying the reconcile of %s/%s in %.2fs (%d failure(s) in a row)", *key, delay, failures
         )
         self._arm(key, delay)
 

@@ -83,9 +83,18 @@ async def deployment_event(labels: kopf.Labels, namespace: str | None, memo: kop
 
 @kopf.on.event(names.GROUP, names.VERSION, names.WORKFLOWRUN_PLURAL)
 async def run_event(
-    spec: kopf.Spec, status: kopf.Status, uid: str, namespace: str | None, memo: kopf.Memo, **_: Any
+    event: kopf.RawEvent,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    uid: str,
+    name: str,
+    namespace: str | None,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     metrics.observe_lateness(uid, spec.get("scheduledTime"), status.get("startedAt"))
     workflow = (spec.get("workflowRef") or {}).get("name")
     if namespace is not None and isinstance(workflow, str) and workflow:
+        active = event["type"] != "DELETED" and status.get("phase", "Pending") in ("Pending", "Running")
+        memo.reconciler.note_run(namespace, workflow, name, active=active)
         await memo.reconciler.reconcile(namespace, workflow)

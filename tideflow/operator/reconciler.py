@@ -56,10 +56,27 @@ class Reconciler:
         self._idle_wakeups: dict[tuple[str, str], int] = {}  # timer wake-ups in a row that did nothing
         # The moment the last successful plan asked to be reconciled again at.
         self._planned: dict[tuple[str, str], dt.datetime | None] = {}
+        # Pending or Running runs per Workflow, as the WorkflowRun watch last showed them: only a hint
+        # that spares a Workflow without a runtime of its own a list of its runs on every resync.
+        self._run_hints: dict[tuple[str, str], set[str]] = {}
         # Every reconcile, whatever triggered it (watch events, timers, the resync), shares one limit.
         self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self._background: set[asyncio.Future[None]] = set()
         self._instance = socket.gethostname()
+
+    def note_run(self, namespace: str, workflow: str, run: str, *, active: bool) -> None:
+        """What the WorkflowRun watch showed of a run of ``workflow``: Pending or Running, or not."""
+        key = (namespace, workflow)
+        names = self._run_hints.setdefault(key, set())
+        if active:
+            names.add(run)
+        else:
+            names.discard(run)
+            if not names:
+                del self._run_hints[key]
+
+    def may_have_active_runs(self, namespace: str, workflow: str) -> bool:
+        return bool(self._run_hints.get((namespace, workflow)))
 
     def forget(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -287,7 +304,11 @@ class Reconciler:
         scheduled = (spec.get("schedule") or {}).get("type", "manual") != "manual"
         # Runs count for demand-driven policies and schedules, and wherever no runtime of its own
         # serves them (not deployed, or nothing made yet): draft runs, or runs to fail (drafts.py).
-        unserved = spec.get("deployed") is not True or deployment is None
+        # There they are listed only when a draft runtime exists or the run watch saw an active run:
+        # a thousand idle undeployed Workflows cost no list each per resync.
+        unserved = (spec.get("deployed") is not True or deployment is None) and (
+            deployment is not None or self.may_have_active_runs(namespace, name)
+        )
         active: list[JSON] = []
         if scheduled or unserved or lifecycle_type in ("idle-shutdown", "on-demand"):
             runs = await self.client.list_all(

@@ -179,3 +179,21 @@ def test_requests_during_a_reconcile_coalesce_into_one_more() -> None:
     # the other Workflow's own
     assert len(calls) == 3
     assert coalesced == 9
+
+
+def test_the_run_watch_hint_follows_active_runs_per_workflow() -> None:
+    async def scenario() -> None:
+        reconciler = Scripted([at(3600)])
+        assert not reconciler.may_have_active_runs("ns", "wf")
+        reconciler.note_run("ns", "wf", "wf-a", active=True)
+        reconciler.note_run("ns", "wf", "wf-b", active=True)
+        reconciler.note_run("ns", "other", "other-a", active=False)
+        assert reconciler.may_have_active_runs("ns", "wf")
+        assert not reconciler.may_have_active_runs("ns", "other")
+        assert not reconciler.may_have_active_runs("elsewhere", "wf")
+        reconciler.note_run("ns", "wf", "wf-a", active=False)  # completed
+        assert reconciler.may_have_active_runs("ns", "wf")
+        reconciler.note_run("ns", "wf", "wf-b", active=False)  # deleted
+        assert not reconciler.may_have_active_runs("ns", "wf")
+
+    run_virtual(scenario())

@@ -7,6 +7,7 @@ the owner is the caller, and the display name, editorial status and graph live i
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Response
@@ -57,7 +58,28 @@ router = APIRouter(
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
 Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
-_SORT_FIELDS = {"createdAt": "created_at", "name": "name", "status": "status"}
+
+
+def _spec(obj: JSON) -> JSON:
+    spec = obj.get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def _title(obj: JSON) -> str:
+    """The display name, as ``workflow_out`` shows it."""
+    return str(_spec(obj).get("displayName") or obj["metadata"]["name"])
+
+
+def _searched(obj: JSON) -> tuple[str, str]:
+    """What ``search`` looks in: the display name and the description."""
+    return _title(obj), str(_spec(obj).get("description") or "")
+
+
+_SORT_KEYS: dict[str, Callable[[JSON], str]] = {
+    "createdAt": lambda obj: str(obj["metadata"].get("creationTimestamp") or ""),
+    "name": _title,
+    "status": lambda obj: str(_spec(obj).get("state") or "Draft").lower(),
+}
 _PREVIEW_COUNT = 5
 
 
@@ -98,23 +120,19 @@ async def list_workflows(
         str, Query(pattern=r"^(createdAt|name|status)(:(asc|desc))?$", description="``field[:asc|desc]``.")
     ] = "createdAt:desc",
 ) -> WorkflowList:
-    objs = await context.kube.list_all(WORKFLOWS, principal.org)
-    shown = [workflow_out(obj) for obj in objs if can_read(principal, obj)]
+    objs = [obj for obj in await context.kube.list_all(WORKFLOWS, principal.org) if can_read(principal, obj)]
+    # Filter and sort the raw objects; only the page returned is rendered.
     if status is not None:
-        shown = [w for w in shown if w.status == status]
+        objs = [obj for obj in objs if _spec(obj).get("state", "Draft") == status.state.value]
     if tag is not None:
-        shown = [w for w in shown if tag in w.tags]
+        objs = [obj for obj in objs if tag in (_spec(obj).get("tags") or ())]
     if search:
         needle = search.casefold()
-        shown = [
-            w for w in shown if needle in w.name.casefold() or needle in (w.description or "").casefold()
-        ]
+        objs = [obj for obj in objs if any(needle in text.casefold() for text in _searched(obj))]
     field, _, direction = sort.partition(":")
-    attribute = _SORT_FIELDS[field]
-    shown.sort(key=lambda w: (str(getattr(w, attribute) or ""), w.id), reverse=direction != "asc")
-    return WorkflowList(
-        count=len(shown), limit=limit, offset=offset, workflows=shown[offset : offset + limit]
-    )
+    objs.sort(key=lambda obj: (_SORT_KEYS[field](obj), obj["metadata"]["name"]), reverse=direction != "asc")
+    shown = [workflow_out(obj) for obj in objs[offset : offset + limit]]
+    return WorkflowList(count=len(objs), limit=limit, offset=offset, workflows=shown)
 
 
 @router.post(

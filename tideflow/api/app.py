@@ -19,6 +19,7 @@ import httpx
 from fastapi import FastAPI, Request, Response
 
 from tideflow.api import errors
+from tideflow.api.cache import WorkflowCache
 from tideflow.api.context import Context
 from tideflow.api.keys import KeyRing
 from tideflow.api.metrics import ApiMetrics
@@ -88,10 +89,14 @@ def create_app(
                 keys=ring,
                 metrics=metrics,
                 http=http,
+                workflows=WorkflowCache(kube),
                 clock=clock,
                 held=asyncio.Semaphore(settings.max_held_triggers),
             )
-            yield
+            try:
+                yield
+            finally:
+                await app.state.context.workflows.close()
 
     app = FastAPI(
         title="Tideflow API",

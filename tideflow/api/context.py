@@ -13,6 +13,7 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
+from tideflow.api.cache import WorkflowCache
 from tideflow.api.keys import KeyRing
 from tideflow.api.metrics import ApiMetrics
 from tideflow.api.settings import ApiSettings
@@ -31,6 +32,7 @@ class Context:
     keys: KeyRing
     metrics: ApiMetrics
     http: httpx.AsyncClient
+    workflows: WorkflowCache
     clock: Clock = system_clock
     held: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(64))
 

@@ -97,7 +97,11 @@ async def update_spec(
             return obj
         body = {**obj, "metadata": metadata, "spec": new_spec}
         try:
-            return await context.kube.replace(WORKFLOWS, principal.org, ids.workflow_name(workflow_id), body)
+            written = await context.kube.replace(
+                WORKFLOWS, principal.org, ids.workflow_name(workflow_id), body
+            )
+            context.workflows.observe(written)
+            return written
         except Conflict:
             continue  # someone else wrote in between: read again and re-apply the change
     raise ApiError(409, f"workflow {workflow_id} changed {_WRITE_ATTEMPTS} times while being updated; retry")

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tideflow.api.cache import WorkflowCache
 from tideflow.api.context import Context
 from tideflow.api.errors import ApiError
 from tideflow.api.keys import KeyRing
@@ -68,6 +69,7 @@ def _proxy(kube: FakeKube, hold: float = 5.0, held: int = 4, address: str = "ser
         keys=KeyRing(kube),  # type: ignore[arg-type]
         metrics=ApiMetrics(),
         http=httpx.AsyncClient(),
+        workflows=WorkflowCache(kube),  # type: ignore[arg-type]
         clock=lambda: NOW,
         held=asyncio.Semaphore(held),
     )

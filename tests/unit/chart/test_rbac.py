@@ -38,7 +38,7 @@ RUNTIME = (
     | expand("tideflow.io", "workflows/status", "patch")
 )
 API = (
-    expand("tideflow.io", "workflows", "get list create update delete")
+    expand("tideflow.io", "workflows", "get list watch create update delete")
     | expand("tideflow.io", "workflows/status", "patch")
     | expand("tideflow.io", "workflowruns", "get list create patch")
     | expand("", "configmaps", "get list create delete")

@@ -81,7 +81,9 @@ async def create(context: ContextDep, principal: Writer, body: FlowWorkflowCreat
             "spec": spec,
         }
         try:
-            return flow_workflow(await context.kube.create(WORKFLOWS, principal.org, resource))
+            created = await context.kube.create(WORKFLOWS, principal.org, resource)
+            context.workflows.observe(created)
+            return flow_workflow(created)
         except Conflict:
             continue
     raise ApiError(503, "could not find a free workflow name; retry", headers={"Retry-After": "1"})

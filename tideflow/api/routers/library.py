@@ -40,7 +40,7 @@ from tideflow.api.schemas import (
 )
 from tideflow.api.store import JSON, get_workflow
 from tideflow.core import names
-from tideflow.core.kube import WORKFLOWRUNS, WORKFLOWS
+from tideflow.core.kube import WORKFLOWRUNS
 from tideflow.core.models import DeploymentStatus, Workflow
 
 __all__ = [
@@ -161,7 +161,7 @@ async def list_templates(
         _template_out(
             ids.workflow_id(str(obj["metadata"]["name"])), obj.get("spec") or {}, TemplateSource.WORKFLOW
         )
-        for obj in await context.kube.list_all(WORKFLOWS, principal.org)
+        for obj in await context.workflows.list(principal.org)
         if (obj.get("spec") or {}).get("isTemplate") and can_read(principal, obj)
     ]
     shown += sorted(workflows, key=lambda t: (t.name.casefold(), t.id))
@@ -238,7 +238,7 @@ class WorkflowStats(ApiModel):
 
 @router.get("/stats", response_model=WorkflowStats, summary="Totals by state for the caller's organization")
 async def stats(context: ContextDep, principal: Reader) -> WorkflowStats:
-    objs = await context.kube.list_all(WORKFLOWS, principal.org)
+    objs = await context.workflows.list(principal.org)
     visible = [obj for obj in objs if can_read(principal, obj)]
     states: Counter[str] = Counter()
     deployments: Counter[str] = Counter({status.value: 0 for status in DeploymentStatus})
@@ -409,8 +409,11 @@ async def discover(
         ),
     ],
 ) -> DiscoverOut:
-    selector = f"{LABEL_APP_ID}={app_id}"
-    labelled = await context.kube.list_all(WORKFLOWS, principal.org, label_selector=selector)
+    labelled = [
+        obj
+        for obj in await context.workflows.list(principal.org)
+        if ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_APP_ID) == app_id
+    ]
     found = [
         _discovered(obj, app_id)
         for obj in labelled

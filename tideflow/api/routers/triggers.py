@@ -25,7 +25,6 @@ from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse, loc_path
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import REPLAYED, ApiModel, ExecutionStatus, IdempotencyKey, execution_out
 from tideflow.api.store import JSON, get_workflow, store_run
-from tideflow.core.kube import WORKFLOWS
 from tideflow.core.naming import random_suffix
 
 router = APIRouter(
@@ -303,7 +302,7 @@ async def events(
     body: Annotated[EventIn, Body()],
     idempotency_key: IdempotencyKey = None,
 ) -> EventsOut:
-    workflows = await context.kube.list_all(WORKFLOWS, principal.org)
+    workflows = await context.workflows.list(principal.org)
     matching = [
         obj
         for obj in workflows

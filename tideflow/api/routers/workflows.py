@@ -120,7 +120,7 @@ async def list_workflows(
         str, Query(pattern=r"^(createdAt|name|status)(:(asc|desc))?$", description="``field[:asc|desc]``.")
     ] = "createdAt:desc",
 ) -> WorkflowList:
-    objs = [obj for obj in await context.kube.list_all(WORKFLOWS, principal.org) if can_read(principal, obj)]
+    objs = [obj for obj in await context.workflows.list(principal.org) if can_read(principal, obj)]
     # Filter and sort the raw objects; only the page returned is rendered.
     if status is not None:
         objs = [obj for obj in objs if _spec(obj).get("state", "Draft") == status.state.value]
@@ -157,7 +157,7 @@ async def create_workflow(context: ContextDep, principal: Writer, body: Workflow
             "spec": spec,
         }
         try:
-            await context.kube.create(WORKFLOWS, principal.org, resource)
+            context.workflows.observe(await context.kube.create(WORKFLOWS, principal.org, resource))
         except Conflict:
             continue  # the random suffix is taken: draw another
         return WorkflowCreated(workflow_id=ids.workflow_id(name))
@@ -183,6 +183,7 @@ async def update(
 async def delete(context: ContextDep, principal: Writer, workflow_id: str) -> Response:
     await get_workflow(context, principal, workflow_id, write=True)
     await context.kube.delete(WORKFLOWS, principal.org, ids.workflow_name(workflow_id))
+    context.workflows.observe_deleted(principal.org, ids.workflow_name(workflow_id))
     return Response(status_code=204)
 
 

@@ -15,12 +15,24 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tideflow.core.kube import KubeError
+from tideflow.core.models import ValidationIssue
 
-__all__ = ["ApiError", "ErrorBody", "ErrorDetail", "ErrorResponse", "error_body", "install", "loc_path"]
+__all__ = [
+    "ApiError",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorResponse",
+    "error_body",
+    "install",
+    "invalid",
+    "invalid_graph",
+    "loc_path",
+    "responses",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +110,41 @@ def error_body(
         )
     )
     return body.model_dump_json().encode()
+
+
+def invalid(exc: ValidationError, where: str, what: str = "invalid request") -> ApiError:
+    """A 422 for a pydantic error, each detail's path under ``where`` (``body``, ``spec``)."""
+    details = [
+        ErrorDetail(path=loc_path((where, *e["loc"])), message=e["msg"])
+        for e in exc.errors(include_url=False)
+    ]
+    return ApiError(422, f"{what}: {details[0].path}: {details[0].message}", details=details)
+
+
+def invalid_graph(issues: Iterable[ValidationIssue], what: str) -> ApiError:
+    """A 422 for the errors :func:`tideflow.core.validation.validate_workflow` found."""
+    details = [ErrorDetail(path=issue.path, message=issue.message) for issue in issues]
+    first = f": {details[0].path}: {details[0].message}" if details else ""
+    return ApiError(422, what + first, details=details)
+
+
+_DESCRIPTIONS = {
+    401: "No valid API key.",
+    403: "The key lacks the scope, or the caller may not change the workflow.",
+    404: "No such workflow visible to the caller.",
+    409: "The workflow's state does not allow it.",
+    422: "Invalid input; the details name the fields.",
+    503: "The runtime is starting or busy; retry after Retry-After.",
+}
+
+
+def responses(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """The error answers a router documents, in the one error shape; ``descriptions`` override the
+    default wording by code (``responses(401, 404, e404="No such run.")``)."""
+    return {
+        code: {"model": ErrorResponse, "description": descriptions.get(f"e{code}", _DESCRIPTIONS[code])}
+        for code in codes
+    }
 
 
 def loc_path(loc: Iterable[Any]) -> str:

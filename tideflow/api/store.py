@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from tideflow.api import ids
 from tideflow.api.auth import can_read, can_write
 from tideflow.api.context import Context
-from tideflow.api.errors import ApiError, ErrorDetail, loc_path
+from tideflow.api.errors import ApiError, ErrorDetail, invalid
 from tideflow.api.keys import Principal
 from tideflow.core import names
 from tideflow.core.kube import WORKFLOWRUNS, WORKFLOWS, Conflict, NotFound
@@ -46,13 +46,7 @@ def validated_spec(spec: Mapping[str, Any]) -> JSON:
     try:
         return WorkflowSpec.model_validate(spec).to_dict()
     except ValidationError as exc:
-        details = [
-            ErrorDetail(path=loc_path(("spec", *e["loc"])), message=e["msg"])
-            for e in exc.errors(include_url=False)
-        ]
-        raise ApiError(
-            422, f"invalid workflow: {details[0].path}: {details[0].message}", details=details
-        ) from None
+        raise invalid(exc, "spec", "invalid workflow") from None
 
 
 async def get_workflow(
@@ -174,10 +168,7 @@ async def store_run(
             {**spec, "workflowRef": {"name": workflow}, "idempotencyKey": idempotency_key}
         ).to_dict()
     except ValidationError as exc:
-        details = [ErrorDetail(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in exc.errors()]
-        raise ApiError(
-            422, f"invalid run: {details[0].path}: {details[0].message}", details=details
-        ) from None
+        raise invalid(exc, "body", "invalid run") from None
     for _ in range(5):
         run_name = idempotent_run_name(workflow, idempotency_key) if idempotency_key else name(workflow)
         body = {

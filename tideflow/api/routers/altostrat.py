@@ -28,7 +28,7 @@ from tideflow.api.altostrat import (
 )
 from tideflow.api.auth import require
 from tideflow.api.context import ContextDep
-from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse
+from tideflow.api.errors import ApiError, ErrorResponse, invalid_graph, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import REPLAYED, IdempotencyKey
 from tideflow.api.store import get_workflow, store_run, validated_spec
@@ -40,12 +40,14 @@ from tideflow.core.validation import validate_workflow
 router = APIRouter(
     prefix="/workflows",
     tags=["altostrat"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {"model": ErrorResponse, "description": "The key lacks the scope."},
-        404: {"model": ErrorResponse, "description": "No such workflow or run visible to the caller."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(
+        401,
+        403,
+        404,
+        422,
+        e403="The key lacks the scope.",
+        e404="No such workflow or run visible to the caller.",
+    ),
 )
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
@@ -61,12 +63,7 @@ async def create(context: ContextDep, principal: Writer, body: FlowWorkflowCreat
             WorkflowDefinition.model_validate({k: spec[k] for k in ("nodes", "connections") if k in spec})
         )
         if not result.valid:
-            details = [ErrorDetail(path=e.path, message=e.message) for e in result.errors]
-            raise ApiError(
-                422,
-                f"an active workflow must be valid: {details[0].path}: {details[0].message}",
-                details=details,
-            )
+            raise invalid_graph(result.errors, "an active workflow must be valid")
     annotations = {AUTHORIZATION_ANNOTATION: body.authorization_id} if body.authorization_id else {}
     for _ in range(5):
         name = ids.new_workflow_name(body.name)

@@ -16,7 +16,7 @@ from pydantic import Field
 from tideflow.api import ids
 from tideflow.api.auth import require
 from tideflow.api.context import Context, ContextDep
-from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse
+from tideflow.api.errors import ApiError, invalid_graph, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import ApiModel, DeploymentOut, WorkflowStatusValue, deployment_out
 from tideflow.api.store import JSON, get_workflow, update_spec, wait_for
@@ -27,16 +27,7 @@ from tideflow.core.validation import validate_workflow
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["deployment"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {
-            "model": ErrorResponse,
-            "description": "The key lacks the scope, or the caller may not change it.",
-        },
-        404: {"model": ErrorResponse, "description": "No such workflow visible to the caller."},
-        409: {"model": ErrorResponse, "description": "The workflow's state does not allow it."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(401, 403, 404, 409, 422),
 )
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
@@ -102,10 +93,7 @@ async def deploy(context: ContextDep, principal: Writer, workflow_id: str) -> De
         )
     )
     if not result.valid:
-        details = [ErrorDetail(path=e.path, message=e.message) for e in result.errors]
-        raise ApiError(
-            422, f"the workflow is not valid: {details[0].path}: {details[0].message}", details=details
-        )
+        raise invalid_graph(result.errors, "the workflow is not valid")
 
     def change(spec: JSON) -> None:
         spec["deployed"] = True

@@ -19,7 +19,7 @@ from pydantic import Field
 from tideflow.api import ids
 from tideflow.api.auth import require
 from tideflow.api.context import Context, ContextDep
-from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse
+from tideflow.api.errors import ApiError, ErrorDetail, invalid_graph, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.proxy import RuntimeProxy, runtime_error
 from tideflow.api.schemas import (
@@ -41,20 +41,17 @@ from tideflow.core.validation import validate_workflow
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["executions"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {"model": ErrorResponse, "description": "The key lacks the scope."},
-        404: {"model": ErrorResponse, "description": "No such workflow or execution visible to the caller."},
-        409: {"model": ErrorResponse, "description": "The workflow or run is not in a state that allows it."},
-        422: {
-            "model": ErrorResponse,
-            "description": "Invalid input, or an idempotency key reused with another body.",
-        },
-        503: {
-            "model": ErrorResponse,
-            "description": "The runtime is starting or busy; retry after Retry-After.",
-        },
-    },
+    responses=responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        503,
+        e404="No such workflow or execution visible to the caller.",
+        e409="The workflow or run is not in a state that allows it.",
+        e422="Invalid input, or an idempotency key reused with another body.",
+    ),
 )
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]
@@ -106,10 +103,7 @@ async def execute(
     )
     result = validate_workflow(definition, prefix="body.definition")
     if not result.valid:
-        details = [ErrorDetail(path=e.path, message=e.message) for e in result.errors]
-        raise ApiError(
-            422, f"the definition is not valid: {details[0].path}: {details[0].message}", details=details
-        )
+        raise invalid_graph(result.errors, "the definition is not valid")
     stored = await store_run(
         context,
         principal,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, StrictInt, ValidationError, model_validat
 
 from tideflow.api.auth import require
 from tideflow.api.context import Context, ContextDep
-from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse, loc_path
+from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse, invalid, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import ApiModel
 from tideflow.api.store import JSON, get_workflow, update_spec, validated_spec
@@ -41,15 +41,7 @@ from tideflow.core.validation import MAX_CONFIG_DEPTH, validate_workflow
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["graph"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {
-            "model": ErrorResponse,
-            "description": "The key lacks the scope, or the caller may not change the workflow.",
-        },
-        404: {"model": ErrorResponse, "description": "No such workflow (or node, or connection)."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(401, 403, 404, 422, e404="No such workflow (or node, or connection)."),
 )
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -272,13 +264,7 @@ def _parse(model: type[_M], body: Mapping[str, Any]) -> _M:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        details = [
-            ErrorDetail(path=loc_path(("body", *e["loc"])), message=e["msg"])
-            for e in exc.errors(include_url=False)
-        ]
-        raise ApiError(
-            422, f"invalid request: {details[0].path}: {details[0].message}", details=details
-        ) from None
+        raise invalid(exc, "body") from None
 
 
 def _definition(spec: Mapping[str, Any]) -> WorkflowDefinition:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from tideflow.api.auth import require
 from tideflow.api.context import ContextDep
-from tideflow.api.errors import ApiError, ErrorResponse
+from tideflow.api.errors import ApiError, responses
 from tideflow.api.keys import (
     LABEL_API_KEY,
     SECRET_PREFIX,
@@ -29,12 +29,7 @@ from tideflow.core.kube import SECRETS, NotFound
 router = APIRouter(
     prefix="/api/v1/api-keys",
     tags=["api-keys"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {"model": ErrorResponse, "description": "The key lacks the admin scope."},
-        404: {"model": ErrorResponse, "description": "No such key."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(401, 403, 404, 422, e403="The key lacks the admin scope.", e404="No such key."),
 )
 
 Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]

@@ -27,7 +27,7 @@ from pydantic import Field
 from tideflow.api import ids
 from tideflow.api.auth import can_read, require
 from tideflow.api.context import ContextDep
-from tideflow.api.errors import ApiError, ErrorResponse
+from tideflow.api.errors import ApiError, ErrorResponse, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.routers.workflows import create_workflow
 from tideflow.api.schemas import (
@@ -63,11 +63,7 @@ _COPIED_FIELDS: Final = ("description", "tags", "nodes", "connections", "setting
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["library"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {"model": ErrorResponse, "description": "The key lacks the scope."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(401, 403, 422, e403="The key lacks the scope."),
 )
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]

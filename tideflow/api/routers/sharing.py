@@ -18,7 +18,7 @@ from pydantic import Field
 
 from tideflow.api.auth import require
 from tideflow.api.context import Context, ContextDep
-from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse
+from tideflow.api.errors import ApiError, ErrorDetail, responses
 from tideflow.api.keys import LABEL_API_KEY, Principal, Scope
 from tideflow.api.schemas import ApiModel
 from tideflow.api.store import JSON, get_workflow, update_spec
@@ -32,16 +32,15 @@ USER_PATTERN: Final = r"^[A-Za-z0-9][-A-Za-z0-9_.@]{0,252}$"
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["sharing"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {
-            "model": ErrorResponse,
-            "description": "The key lacks the scope, or the caller is neither the owner nor an admin.",
-        },
-        404: {"model": ErrorResponse, "description": "No such workflow visible to the caller."},
-        409: {"model": ErrorResponse, "description": "The workflow kept changing; retry."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        e403="The key lacks the scope, or the caller is neither the owner nor an admin.",
+        e409="The workflow kept changing; retry.",
+    ),
 )
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]

@@ -21,7 +21,7 @@ from pydantic import AliasChoices, Field, ValidationError
 from tideflow.api import ids
 from tideflow.api.auth import can_read, require
 from tideflow.api.context import ContextDep
-from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse, loc_path
+from tideflow.api.errors import ApiError, ErrorDetail, invalid, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import REPLAYED, ApiModel, ExecutionStatus, IdempotencyKey, execution_out
 from tideflow.api.store import JSON, get_workflow, store_run
@@ -30,16 +30,16 @@ from tideflow.core.naming import random_suffix
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["triggers"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {"model": ErrorResponse, "description": "The key lacks the workflows:execute scope."},
-        404: {"model": ErrorResponse, "description": "No such workflow visible to the caller."},
-        409: {"model": ErrorResponse, "description": "The workflow is not active or not deployed."},
-        422: {
-            "model": ErrorResponse,
-            "description": "Invalid input, no trigger node of the type, or an idempotency key reused.",
-        },
-    },
+    responses=responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        e403="The key lacks the workflows:execute scope.",
+        e409="The workflow is not active or not deployed.",
+        e422="Invalid input, no trigger node of the type, or an idempotency key reused.",
+    ),
 )
 
 Executor = Annotated[Principal, Depends(require(Scope.EXECUTE))]
@@ -180,10 +180,7 @@ def _validated(model: type[EnqueueMeta], data: Any) -> EnqueueMeta:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [ErrorDetail(path=loc_path(("body", *e["loc"])), message=e["msg"]) for e in exc.errors()]
-        raise ApiError(
-            422, f"invalid request: {details[0].path}: {details[0].message}", details=details
-        ) from None
+        raise invalid(exc, "body") from None
 
 
 class Attachment(ApiModel):

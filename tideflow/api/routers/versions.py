@@ -27,7 +27,7 @@ from pydantic import Field
 from tideflow.api import ids
 from tideflow.api.auth import require
 from tideflow.api.context import Context, ContextDep
-from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse
+from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import ApiModel, WorkflowOut, workflow_out
 from tideflow.api.store import JSON, get_workflow, update_spec, validated_spec
@@ -65,15 +65,7 @@ MAX_VERSIONS: Final = 100
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["versions"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {
-            "model": ErrorResponse,
-            "description": "The key lacks the scope, or the caller may not change the workflow.",
-        },
-        404: {"model": ErrorResponse, "description": "No such workflow (or version) visible to the caller."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(401, 403, 404, 422, e404="No such workflow (or version) visible to the caller."),
 )
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]

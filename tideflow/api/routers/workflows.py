@@ -16,7 +16,7 @@ from pydantic import Field
 from tideflow.api import ids
 from tideflow.api.auth import can_read, require
 from tideflow.api.context import ContextDep
-from tideflow.api.errors import ApiError, ErrorResponse
+from tideflow.api.errors import ApiError, responses
 from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import (
     ApiModel,
@@ -45,15 +45,7 @@ from tideflow.core.validation import validate_workflow
 router = APIRouter(
     prefix="/api/v1/workflows",
     tags=["workflows"],
-    responses={
-        401: {"model": ErrorResponse, "description": "No valid API key."},
-        403: {
-            "model": ErrorResponse,
-            "description": "The key lacks the scope, or the caller may not change it.",
-        },
-        404: {"model": ErrorResponse, "description": "No such workflow visible to the caller."},
-        422: {"model": ErrorResponse, "description": "Invalid input; the details name the fields."},
-    },
+    responses=responses(401, 403, 404, 422),
 )
 
 Reader = Annotated[Principal, Depends(require(Scope.READ))]

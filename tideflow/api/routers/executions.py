@@ -155,16 +155,26 @@ async def _finished(context: Context, principal: Principal, name: str) -> JSON:
 
 
 async def _trigger_answer(
-    context: Context, principal: Principal, name: str, *, created: bool, sync: bool, replayed: bool
+    context: Context,
+    principal: Principal,
+    name: str,
+    *,
+    created: bool,
+    sync: bool,
+    replayed: bool,
+    phase: str | None = None,
 ) -> JSONResponse:
+    """The answer to a trigger: the finished execution (sync), else the accepted run and its status
+    (``phase`` as the runtime reported it, or as the run says when it is not given)."""
     headers = REPLAYED if replayed else None
     if sync:
         run = await _finished(context, principal, name)
         out = execution_out(run)
         return _answer(out, 200 if out.status.finished else 202, headers)
-    run = await context.kube.get(WORKFLOWRUNS, principal.org, name)
+    if phase is None:
+        phase = ((await context.kube.get(WORKFLOWRUNS, principal.org, name)).get("status") or {}).get("phase")
     accepted = TriggerAccepted(
-        execution_id=ids.execution_id(name), status=execution_out(run).status, created=created
+        execution_id=ids.execution_id(name), status=ExecutionStatus.of(phase), created=created
     )
     return _answer(accepted, 202, headers)
 
@@ -221,7 +231,13 @@ async def trigger(
     answer = response.json()
     name = str(answer["runId"])
     return await _trigger_answer(
-        context, principal, name, created=bool(answer.get("created", True)), sync=body.sync, replayed=False
+        context,
+        principal,
+        name,
+        created=bool(answer.get("created", True)),
+        sync=body.sync,
+        replayed=False,
+        phase=answer.get("phase"),
     )
 
 

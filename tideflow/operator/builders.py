@@ -74,10 +74,18 @@ def endpoint(workflow_name: str, namespace: str, settings: OperatorSettings) -> 
 
 
 def definition_document(spec: WorkflowSpec) -> JSON:
-    """What the runtime executes: the graph and its settings (not the deployment knobs)."""
+    """What the runtime executes: the graph and its settings, nothing else.
+
+    The ConfigMap's content (and so the runtime pod template's hash) changes only when execution can:
+    moving nodes on the editor's canvas (``position``), renaming or describing the workflow, or
+    changing its schedule or lifecycle (the operator's business) never restarts the runtime.
+    """
     data = spec.to_dict()
-    keep = ("nodes", "connections", "settings", "schedule", "displayName", "description")
-    return {key: data[key] for key in keep if key in data}
+    document: JSON = {key: data[key] for key in ("nodes", "connections", "settings") if key in data}
+    document["nodes"] = [
+        {k: v for k, v in node.items() if k != "position"} for node in document.get("nodes", [])
+    ]
+    return document
 
 
 def _with_hash(obj: JSON) -> JSON:

@@ -445,8 +445,22 @@ def test_a_changed_definition_changes_the_definition_hash_and_the_spec_hashes(ch
         lambda spec: spec.update(state="Paused"),
         lambda spec: spec.update(replicas=7),
         lambda spec: spec.update(lifecycle={"type": "on-demand"}),
+        lambda spec: [node.update(position={"x": 999.0, "y": -5.0}) for node in spec["nodes"]],
+        lambda spec: spec.update(displayName="Renamed", description="Described again"),
+        lambda spec: spec.update(schedule={"type": "cron", "value": "*/5 * * * *"}),
     ],
-    ids=["tags", "sharedWith", "owner", "isPublic", "state", "spec.replicas", "lifecycle"],
+    ids=[
+        "tags",
+        "sharedWith",
+        "owner",
+        "isPublic",
+        "state",
+        "spec.replicas",
+        "lifecycle",
+        "node positions (a layout)",
+        "displayName and description",
+        "schedule (the operator's)",
+    ],
 )
 def test_a_change_that_does_not_reach_the_definition_changes_no_hash(change: Any) -> None:
     before = stored_workflow()

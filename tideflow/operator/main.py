@@ -9,7 +9,9 @@ are covered by a resync loop that reconciles every Workflow every ``resync_secon
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -18,17 +20,31 @@ import prometheus_client
 from tideflow.core import kube, names
 from tideflow.core.clock import file_clock, system_clock
 from tideflow.core.kube import KubeClient
-from tideflow.operator import metrics
+from tideflow.operator import metrics, peering
 from tideflow.operator.reconciler import Reconciler, resync_forever
 from tideflow.operator.settings import OperatorSettings
 
 logger = logging.getLogger("tideflow.operator")
 
 
+def peering_priority(config: OperatorSettings) -> int:
+    """The configured peering priority, else a random one in 1..2**31-1.
+
+    kopf pauses every operator of a peering in which two live ones share the highest priority, so a
+    standby replica needs a priority of its own: random ones collide with odds of one in two billion.
+    """
+    if config.peering_priority is not None:
+        return config.peering_priority
+    return random.SystemRandom().randint(1, 2**31 - 1)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     config = OperatorSettings.from_env()
     settings.posting.enabled = False  # the reconciler records its own Events, on transitions only
+    if not config.standalone:
+        settings.peering.priority = peering_priority(config)
+        settings.peering.lifetime = config.peering_lifetime
     settings.watching.server_timeout = config.watch_server_timeout
     settings.watching.client_timeout = config.watch_client_timeout
     settings.watching.connect_timeout = 30
@@ -39,10 +55,22 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port)
 
+    priority = settings.peering.priority
+
+    async def active(namespace: str | None) -> bool:
+        """Standalone, or the active replica of the namespace's peering (kopf pauses the others)."""
+        if config.standalone:
+            return True
+        # kopf writes keep-alives with the real time, so liveness is judged by it (not a test clock).
+        now = datetime.datetime.now(datetime.UTC)
+        return await peering.is_active(client, config.peering_name, namespace, priority, now)
+
     async def list_workflows() -> list[dict[str, Any]]:
+        """The Workflows the resync loop reconciles: those of the namespaces this replica is active in."""
         if not config.namespaces:
-            return await client.list_all(kube.WORKFLOWS)
-        listed = await asyncio.gather(*(client.list_all(kube.WORKFLOWS, ns) for ns in config.namespaces))
+            return await client.list_all(kube.WORKFLOWS) if await active(None) else []
+        serving = [ns for ns in config.namespaces if await active(ns)]
+        listed = await asyncio.gather(*(client.list_all(kube.WORKFLOWS, ns) for ns in serving))
         return [w for items in listed for w in items]
 
     memo.config = config

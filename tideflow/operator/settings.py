@@ -32,6 +32,19 @@ class OperatorSettings(BaseModel):
     watch_client_timeout: int = Field(default=330, ge=10, description="Client-side watch timeout, seconds.")
     standalone: bool = Field(default=True, description="Run without peering (no standby replica).")
     peering_name: str = Field(default="tideflow")
+    peering_priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**31 - 1,
+        description="This replica's kopf peering priority (the highest is active); unset: a random one, "
+        "so two replicas never tie (kopf pauses every operator of a peering with a tie).",
+    )
+    peering_lifetime: int = Field(
+        default=60,
+        ge=5,
+        le=3600,
+        description="Seconds a replica's peering keep-alive lasts (kopf's lifetime).",
+    )
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables the metrics endpoint.")
     liveness_port: int = Field(default=8081, ge=0, le=65535, description="0 disables the liveness endpoint.")
     clock_file: str | None = Field(

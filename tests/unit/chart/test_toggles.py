@@ -63,7 +63,7 @@ def test_standby_runs_two_peered_replicas_spread_over_nodes() -> None:
     assert term[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
     labels = rendered.named("Deployment", OPERATOR)["spec"]["template"]["metadata"]["labels"]
     assert term[0]["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= labels.items()
-    assert "same priority" in rendered.notes
+    assert "the other takes over" in rendered.notes
 
 
 def test_standby_serving_listed_namespaces_peers_in_each_of_them() -> None:

@@ -64,6 +64,10 @@ test-unit: install ## Unit tests: no cluster, no processes.
 test-integration: install ## Integration tests against a sandbox cluster started per test session.
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
+.PHONY: test-soak
+test-soak: install ## Long soak tests CI skips: minutes of schedules under operator SIGKILLs and a second operator.
+	$(BIN)/pytest tests/integration -m soak $(PYTEST_ARGS)
+
 .PHONY: e2e-kind
 e2e-kind: install ## End-to-end tests on a kind cluster (skipped with a reason without Docker/kind).
 	$(BIN)/pytest tests/e2e -m e2e $(PYTEST_ARGS)

@@ -53,4 +53,5 @@ CONDITION_VALID: Final = "Valid"
 CONDITION_SCHEDULED: Final = "Scheduled"
 """Workflow: the schedule is active (True) or why it is not (Manual, NotActive, NotDeployed, Invalid)."""
 ANNOTATION_CANCEL: Final = f"{GROUP}/cancel-requested"
-"""On a WorkflowRun: ``"true"`` asks the runtime running it to cancel it (concurrencyPolicy Replace)."""
+"""On a WorkflowRun: asks whoever holds it to cancel it; the value is the reason (``"true"``: none given).
+Set by the operator (concurrencyPolicy Replace) and the API (a cancel request)."""

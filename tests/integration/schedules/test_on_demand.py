@@ -17,8 +17,6 @@ import datetime as dt
 import math
 import time
 
-import pytest
-
 from tests.integration.schedules.conftest import (
     JSON,
     Api,
@@ -33,10 +31,6 @@ from tests.integration.schedules.conftest import (
 )
 from tests.support import wait_for
 from tideflow.core.clock import format_time, parse_time
-
-# Minutes-long, timing-driven, and not yet run in a clean CI: behind the soak marker until they are.
-# Run them with: pytest -m soak tests/integration/schedules
-pytestmark = pytest.mark.soak
 
 NAME = "nightly"
 LEAD = 15

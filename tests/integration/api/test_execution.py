@@ -222,3 +222,24 @@ def test_cancel_a_waiting_execution(stack: Stack) -> None:
         final = _execution(api, execution_id, "cancelled")
         assert "changed my mind" in (final["error"] or "")
         assert api.post(f"/api/v1/workflows/executions/{execution_id}/cancel").status_code == 409
+
+
+def test_cancel_a_pending_execution_of_a_stopped_workflow_at_once(stack: Stack) -> None:
+    with stack.client(stack.key("early-canceller")) as api:
+        workflow_id = _deployed(api, workflow_body("Stopped early"))
+        api.post(f"/api/v1/workflows/{workflow_id}/stop")
+        execution_id = api.post(f"/api/v1/workflows/{workflow_id}/execute", json={}).json()["executionId"]
+        assert api.get(f"/api/v1/workflows/executions/{execution_id}").json()["status"] == "pending"
+        cancelled = api.post(
+            f"/api/v1/workflows/executions/{execution_id}/cancel", json={"reason": "not needed"}
+        )
+        assert cancelled.status_code == 200, cancelled.text
+        assert (cancelled.json()["status"], cancelled.json()["error"]) == ("cancelled", "not needed")
+        api.post(f"/api/v1/workflows/{workflow_id}/start")
+        wait_for(
+            lambda: api.get(f"/api/v1/workflows/{workflow_id}").json()["deployment"]["ready"],
+            timeout=60,
+            what="the runtime to be ready again",
+        )
+        # The runtime that starts finds it cancelled and leaves it so.
+        assert api.get(f"/api/v1/workflows/executions/{execution_id}").json()["status"] == "cancelled"

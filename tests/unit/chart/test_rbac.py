@@ -41,6 +41,7 @@ API = (
     expand("tideflow.io", "workflows", "get list watch create update delete")
     | expand("tideflow.io", "workflows/status", "patch")
     | expand("tideflow.io", "workflowruns", "get list create patch")
+    | expand("tideflow.io", "workflowruns/status", "patch")
     | expand("", "configmaps", "get list create delete")
     | expand("", "secrets", "get list create delete")
 )

@@ -10,6 +10,7 @@ Keys are remembered as long as the run exists (at least 24 hours under the defau
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
@@ -33,7 +34,8 @@ from tideflow.api.schemas import (
 )
 from tideflow.api.store import JSON, get_run, get_workflow, same_request, store_run, wait_for
 from tideflow.core import names
-from tideflow.core.kube import WORKFLOWRUNS
+from tideflow.core.clock import format_time
+from tideflow.core.kube import WORKFLOWRUNS, Conflict
 from tideflow.core.models import TriggerType, WorkflowDefinition
 from tideflow.core.naming import idempotent_run_name
 from tideflow.core.validation import validate_workflow
@@ -346,9 +348,19 @@ async def cancel(
         raise ApiError(409, f"execution {execution_id} has already finished")
     name = str(run["metadata"]["name"])
     reason = (body or CancelRequest()).reason
-    await context.kube.patch(
+    marked = await context.kube.patch(
         WORKFLOWRUNS, principal.org, name, {"metadata": {"annotations": {names.ANNOTATION_CANCEL: reason}}}
     )
+    if (marked.get("status") or {}).get("phase") in (None, "Pending", "AwaitingInteraction"):
+        # Nobody executes it: cancel it now rather than wait for a runtime (perhaps scaled to zero) to
+        # read the annotation. The resourceVersion makes this a no-op if a runtime claimed it meanwhile,
+        # and the annotation then has that runtime cancel it.
+        cancelled = {
+            "metadata": {"resourceVersion": marked["metadata"]["resourceVersion"]},
+            "status": {"phase": "Cancelled", "error": reason, "completedAt": format_time(context.clock())},
+        }
+        with contextlib.suppress(Conflict):
+            await context.kube.patch(WORKFLOWRUNS, principal.org, name, cancelled, subresource="status")
 
     async def fetch() -> JSON:
         return await context.kube.get(WORKFLOWRUNS, principal.org, name)

@@ -22,6 +22,7 @@ from tideflow.core.clock import file_clock, system_clock
 from tideflow.core.kube import KubeClient
 from tideflow.operator import metrics, peering
 from tideflow.operator.reconciler import Reconciler, resync_forever
+from tideflow.operator.retention import Retention, prune_forever
 from tideflow.operator.settings import OperatorSettings
 
 logger = logging.getLogger("tideflow.operator")
@@ -73,6 +74,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         listed = await asyncio.gather(*(client.list_all(kube.WORKFLOWS, ns) for ns in serving))
         return [w for items in listed for w in items]
 
+    retention = Retention(
+        max_age=datetime.timedelta(hours=config.run_retention_max_age_hours),
+        max_runs=config.run_retention_max_runs,
+        min_age=datetime.timedelta(hours=config.run_retention_min_age_hours),
+    )
+    memo.prune = asyncio.create_task(
+        prune_forever(
+            client,
+            list(config.namespaces) or [None],
+            active,
+            clock,
+            retention,
+            config.run_prune_seconds,
+        )
+    )
     memo.config = config
     memo.client = client
     memo.reconciler = reconciler
@@ -87,7 +103,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     memo.resync.cancel()
-    await asyncio.gather(memo.resync, return_exceptions=True)
+    memo.prune.cancel()
+    await asyncio.gather(memo.resync, memo.prune, return_exceptions=True)
     await memo.client.close()
 
 

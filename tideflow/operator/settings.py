@@ -52,6 +52,18 @@ class OperatorSettings(BaseModel):
         description="Tests only: read 'now' from this file (an RFC 3339 timestamp), not the system clock.",
     )
     max_concurrent_reconciles: int = Field(default=8, ge=1, le=256)
+    run_retention_max_age_hours: float = Field(
+        default=168, gt=0, description="Finished WorkflowRuns older than this are deleted (7 days)."
+    )
+    run_retention_max_runs: int = Field(
+        default=1000, ge=1, description="Finished runs kept per workflow; older ones beyond it are deleted."
+    )
+    run_retention_min_age_hours: float = Field(
+        default=24, ge=0, description="No run younger than this is deleted: the idempotency-key window."
+    )
+    run_prune_seconds: float = Field(
+        default=300, gt=0, description="How often finished runs are pruned (0 < seconds)."
+    )
     schedule_wake_lead_seconds: float = Field(
         default=30.0,
         ge=0,

@@ -244,8 +244,15 @@ class Kube:
         return self._ok(self.http.get(self._path(WORKFLOWRUNS, name)))
 
     def set_run_phase(self, name: str, phase: str) -> JSON:
-        body = {"status": {"phase": phase}}
+        return self.patch_run_status(name, {"phase": phase})
+
+    def patch_run_status(self, name: str, status: JSON) -> JSON:
+        body = {"status": status}
         return self._ok(self.http.patch(self._path(WORKFLOWRUNS, name, "status"), json=body, headers=MERGE))
+
+    def runs(self) -> list[JSON]:
+        items: list[JSON] = self._ok(self.http.get(self._path(WORKFLOWRUNS)))["items"]
+        return items
 
     # --- children, pods, events ---------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ def expand(group: str, resources: str, verbs: str) -> set[Rule]:
 OPERATOR_NAMESPACED = (
     expand("tideflow.io", "workflows", "get list watch")
     | expand("tideflow.io", "workflows/status", "patch")
-    | expand("tideflow.io", "workflowruns", "get list watch create patch")
+    | expand("tideflow.io", "workflowruns", "get list watch create patch delete")
     | expand("tideflow.io", "workflowruns/status", "patch")
     | expand("apps", "deployments", "get list watch create update delete")
     | expand("", "configmaps services", "get create update delete")

@@ -17,7 +17,7 @@ from tideflow.api.context import ContextDep
 from tideflow.api.errors import ApiError
 from tideflow.api.keys import Principal, Scope
 
-__all__ = ["authenticate", "can_read", "can_write", "require"]
+__all__ = ["Admin", "Executor", "Reader", "Writer", "authenticate", "can_read", "can_write", "require"]
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="tideflow", ApiKey header="X-API-Key"'}
 
@@ -82,3 +82,13 @@ def can_write(principal: Principal, obj: Mapping[str, Any]) -> bool:
     return principal.admin or (
         _spec(obj).get("owner") is not None and _spec(obj).get("owner") == principal.user
     )
+
+
+Reader = Annotated[Principal, Depends(require(Scope.READ))]
+"""The caller of a route that needs ``workflows:read``."""
+Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
+"""The caller of a route that needs ``workflows:write``."""
+Executor = Annotated[Principal, Depends(require(Scope.EXECUTE))]
+"""The caller of a route that needs ``workflows:execute``."""
+Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
+"""The caller of a route that needs ``admin``."""

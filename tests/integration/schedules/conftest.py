@@ -22,7 +22,6 @@ import datetime as dt
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,22 +34,15 @@ import httpx
 import pytest
 
 from tests.integration.conftest import ROOT, Sandbox
+from tests.integration.operator.conftest import MERGE, free_port
+from tests.integration.operator.conftest import STARTED_LINE as STARTED_LINE
 from tests.support import wait_for
 from tideflow.core.clock import parse_time
 
 JSON = dict[str, Any]
 STAND_IN_RUNTIME = ROOT / "tests" / "integration" / "operator" / "stand_in_runtime.py"
-STARTED_LINE = "tideflow operator started"
 TIDEFLOW = "/apis/tideflow.io/v1alpha1/namespaces/{ns}"
-MERGE = {"Content-Type": "application/merge-patch+json"}
 LABEL_WORKFLOW = "tideflow.io/workflow"
-
-
-def free_port() -> int:
-    """A TCP port nothing on this host listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- time ---------------------------------------------------------------------------------------------

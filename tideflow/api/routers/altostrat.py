@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
@@ -26,10 +26,9 @@ from tideflow.api.altostrat import (
     run_name,
     spec_from_flow,
 )
-from tideflow.api.auth import require
+from tideflow.api.auth import Executor, Reader, Writer
 from tideflow.api.context import ContextDep
 from tideflow.api.errors import ApiError, ErrorResponse, invalid_graph, responses
-from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import REPLAYED, IdempotencyKey
 from tideflow.api.store import get_workflow, store_run, validated_spec
 from tideflow.core import names
@@ -49,10 +48,6 @@ router = APIRouter(
         e404="No such workflow or run visible to the caller.",
     ),
 )
-
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
-Executor = Annotated[Principal, Depends(require(Scope.EXECUTE))]
 
 
 @router.post("", status_code=201, response_model=FlowWorkflow, summary="Create a workflow (Altostrat shape)")

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from pydantic import Field
 
 from tideflow.api import ids
-from tideflow.api.auth import require
+from tideflow.api.auth import Reader, Writer
 from tideflow.api.context import Context, ContextDep
 from tideflow.api.errors import ApiError, invalid_graph, responses
-from tideflow.api.keys import Principal, Scope
+from tideflow.api.keys import Principal
 from tideflow.api.schemas import ApiModel, DeploymentOut, WorkflowStatusValue, deployment_out
 from tideflow.api.store import JSON, get_workflow, update_spec, wait_for
 from tideflow.core.kube import WORKFLOWS
@@ -29,9 +29,6 @@ router = APIRouter(
     tags=["deployment"],
     responses=responses(401, 403, 404, 409, 422),
 )
-
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 
 class DeploymentAnswer(ApiModel):

@@ -13,15 +13,15 @@ from __future__ import annotations
 import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from tideflow.api import ids
-from tideflow.api.auth import require
+from tideflow.api.auth import Executor, Reader
 from tideflow.api.context import Context, ContextDep
 from tideflow.api.errors import ApiError, ErrorDetail, invalid_graph, responses
-from tideflow.api.keys import Principal, Scope
+from tideflow.api.keys import Principal
 from tideflow.api.proxy import RuntimeProxy, runtime_error
 from tideflow.api.schemas import (
     REPLAYED,
@@ -55,9 +55,6 @@ router = APIRouter(
         e422="Invalid input, or an idempotency key reused with another body.",
     ),
 )
-
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Executor = Annotated[Principal, Depends(require(Scope.EXECUTE))]
 
 
 def _answer(

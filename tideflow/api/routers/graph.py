@@ -16,13 +16,13 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Depends, Response
+from fastapi import APIRouter, Body, Response
 from pydantic import BaseModel, Field, StrictInt, ValidationError, model_validator
 
-from tideflow.api.auth import require
+from tideflow.api.auth import Reader, Writer
 from tideflow.api.context import Context, ContextDep
 from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse, invalid, responses
-from tideflow.api.keys import Principal, Scope
+from tideflow.api.keys import Principal
 from tideflow.api.schemas import ApiModel
 from tideflow.api.store import JSON, get_workflow, update_spec, validated_spec
 from tideflow.core import graph
@@ -51,8 +51,6 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
     }
 }
 
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 _EDIT_ROUNDS = 8
 """Rounds of :func:`update_spec` (each up to 5 immediate attempts) before a 409 is answered."""

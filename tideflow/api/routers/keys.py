@@ -6,18 +6,15 @@ A new key is shown once, in the answer to its creation; only its hash is stored 
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from pydantic import Field
 
-from tideflow.api.auth import require
+from tideflow.api.auth import Admin
 from tideflow.api.context import ContextDep
 from tideflow.api.errors import ApiError, responses
 from tideflow.api.keys import (
     LABEL_API_KEY,
     SECRET_PREFIX,
-    Principal,
     Scope,
     key_secret,
     new_key,
@@ -31,8 +28,6 @@ router = APIRouter(
     tags=["api-keys"],
     responses=responses(401, 403, 404, 422, e403="The key lacks the admin scope.", e404="No such key."),
 )
-
-Admin = Annotated[Principal, Depends(require(Scope.ADMIN))]
 
 
 class KeyCreate(ApiModel):

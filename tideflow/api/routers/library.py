@@ -21,14 +21,13 @@ from importlib import resources
 from typing import Annotated, Any, Final, Literal
 
 import yaml
-from fastapi import APIRouter, Body, Depends, Path, Query
+from fastapi import APIRouter, Body, Path, Query
 from pydantic import Field
 
 from tideflow.api import ids
-from tideflow.api.auth import can_read, require
+from tideflow.api.auth import Reader, Writer, can_read
 from tideflow.api.context import ContextDep
 from tideflow.api.errors import ApiError, ErrorResponse, responses
-from tideflow.api.keys import Principal, Scope
 from tideflow.api.routers.workflows import create_workflow
 from tideflow.api.schemas import (
     ApiModel,
@@ -65,9 +64,6 @@ router = APIRouter(
     tags=["library"],
     responses=responses(401, 403, 422, e403="The key lacks the scope."),
 )
-
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ import base64
 import binascii
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from pydantic import Field
 
-from tideflow.api.auth import require
+from tideflow.api.auth import Reader, Writer
 from tideflow.api.context import Context, ContextDep
 from tideflow.api.errors import ApiError, ErrorDetail, responses
-from tideflow.api.keys import LABEL_API_KEY, Principal, Scope
+from tideflow.api.keys import LABEL_API_KEY
 from tideflow.api.schemas import ApiModel
 from tideflow.api.store import JSON, get_workflow, update_spec
 from tideflow.core.kube import SECRETS
@@ -42,9 +42,6 @@ router = APIRouter(
         e409="The workflow kept changing; retry.",
     ),
 )
-
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 
 class ShareRequest(ApiModel):

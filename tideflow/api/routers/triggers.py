@@ -14,15 +14,14 @@ import itertools
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 from pydantic import AliasChoices, Field, ValidationError
 
 from tideflow.api import ids
-from tideflow.api.auth import can_read, require
+from tideflow.api.auth import Executor, can_read
 from tideflow.api.context import ContextDep
 from tideflow.api.errors import ApiError, ErrorDetail, invalid, responses
-from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import REPLAYED, ApiModel, ExecutionStatus, IdempotencyKey, execution_out
 from tideflow.api.store import JSON, get_workflow, store_run
 from tideflow.core.naming import random_suffix
@@ -42,7 +41,6 @@ router = APIRouter(
     ),
 )
 
-Executor = Annotated[Principal, Depends(require(Scope.EXECUTE))]
 _sequence = itertools.count()
 
 

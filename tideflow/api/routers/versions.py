@@ -21,14 +21,14 @@ import hashlib
 import json
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Path, Response
 from pydantic import Field
 
 from tideflow.api import ids
-from tideflow.api.auth import require
+from tideflow.api.auth import Reader, Writer
 from tideflow.api.context import Context, ContextDep
 from tideflow.api.errors import ApiError, ErrorDetail, ErrorResponse, responses
-from tideflow.api.keys import Principal, Scope
+from tideflow.api.keys import Principal
 from tideflow.api.schemas import ApiModel, WorkflowOut, workflow_out
 from tideflow.api.store import JSON, get_workflow, update_spec, validated_spec
 from tideflow.core import names
@@ -68,8 +68,6 @@ router = APIRouter(
     responses=responses(401, 403, 404, 422, e404="No such workflow (or version) visible to the caller."),
 )
 
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 VersionTag = Annotated[str, Path(max_length=63, description="The version's tag.")]
 
 

@@ -10,14 +10,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from pydantic import Field
 
 from tideflow.api import ids
-from tideflow.api.auth import can_read, require
+from tideflow.api.auth import Reader, Writer, can_read
 from tideflow.api.context import ContextDep
 from tideflow.api.errors import ApiError, responses
-from tideflow.api.keys import Principal, Scope
 from tideflow.api.schemas import (
     ApiModel,
     WorkflowCreate,
@@ -47,9 +46,6 @@ router = APIRouter(
     tags=["workflows"],
     responses=responses(401, 403, 404, 422),
 )
-
-Reader = Annotated[Principal, Depends(require(Scope.READ))]
-Writer = Annotated[Principal, Depends(require(Scope.WRITE))]
 
 
 def _spec(obj: JSON) -> JSON:

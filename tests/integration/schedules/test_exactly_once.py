@@ -17,7 +17,7 @@ operator starts, so its start-up pass sees them whether or not watch events arri
   ``Running`` or ``Completed`` themselves, as a runtime would.
 - A failed checkpoint write (an injected 500 on the status patch right after a run was created):
   the retry meets a 409, not a duplicate, and the next fire times stay on time. With two failures
-  in a row the schedule stalls until the resync; that test is a strict ``xfail`` naming the bug.
+  in a row the operator's back-off retry (not the resync) brings the schedule back on time.
 """
 
 from __future__ import annotations
